@@ -1,0 +1,138 @@
+//! `stylus index build|query`: catalog files → refined, filtered cards → index bundle (sharded).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use stylus_core::{bundle, ingest, Index, Policy};
+
+#[derive(clap::Subcommand)]
+pub enum Cmd {
+    /// Build an index bundle from catalog files (compact Civitai JSONL, REST v1 pages, card JSONL).
+    Build(BuildArgs),
+    /// Retrieve the best cards of an index for a text (BM25), to check an index.
+    Query(QueryArgs),
+}
+
+#[derive(clap::Args)]
+pub struct BuildArgs {
+    /// Catalog files; each may be any supported format (sniffed per line).
+    #[arg(long = "catalog", required = true)]
+    catalogs: Vec<PathBuf>,
+    /// Output bundle; shards are written as OUT.0, OUT.1, … when it exceeds --shard-mib.
+    #[arg(long)]
+    out: PathBuf,
+    /// Policy overrides as JSON (fields of `stylus_core::Policy`; defaults are the reference's).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Keep cleaned descriptions in the bundle and its lexical index. Off for bundles you publish:
+    /// descriptions are the card authors' text.
+    #[arg(long)]
+    with_descriptions: bool,
+    /// Largest shard, MiB (Workers static assets and KV values are limited to 25 MiB).
+    #[arg(long, default_value_t = 25)]
+    shard_mib: usize,
+}
+
+#[derive(clap::Args)]
+pub struct QueryArgs {
+    /// Index bundle (or the first shard, OUT.0).
+    #[arg(long)]
+    index: PathBuf,
+    /// Text to search for.
+    text: String,
+    #[arg(short, default_value_t = 10)]
+    k: usize,
+}
+
+pub fn run(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Build(a) => build(a),
+        Cmd::Query(a) => query(a),
+    }
+}
+
+fn build(a: BuildArgs) -> anyhow::Result<()> {
+    let mut cards = Vec::new();
+    for path in &a.catalogs {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let (c, issues) = ingest::auto(&bytes);
+        for i in issues.iter().take(20) {
+            eprintln!("{}:{}: skipped{}: {}", path.display(), i.line, i.id.map(|id| format!(" (id {id})")).unwrap_or_default(), i.reason);
+        }
+        eprintln!("{}: {} cards read, {} records skipped", path.display(), c.len(), issues.len());
+        cards.extend(c);
+    }
+    let policy: Policy = match &a.policy {
+        Some(p) => serde_json::from_slice(&std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
+            .with_context(|| format!("{}: not a valid policy", p.display()))?,
+        None => Policy::default(),
+    };
+    let before = cards.len();
+    let (mut cards, report) = policy.apply(cards)?;
+    eprintln!("policy: {before} → {} cards; removed {}", cards.len(), serde_json::to_string(&report)?);
+    if !a.with_descriptions {
+        cards = cards.into_iter().map(|c| c.without_description()).collect();
+    }
+    cards.sort_by_key(|c| c.id);
+    cards.dedup_by_key(|c| c.id);
+    let index = Index::build(cards)?;
+    let bytes = if a.with_descriptions { index.to_bundle_with_descriptions() } else { index.to_bundle() };
+    write_bundle(&a.out, &bytes, a.shard_mib)?;
+    Ok(())
+}
+
+fn write_bundle(out: &Path, bytes: &[u8], shard_mib: usize) -> anyhow::Result<()> {
+    if shard_mib == 0 {
+        bail!("--shard-mib must be at least 1");
+    }
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let max = shard_mib << 20;
+    let name = out.file_name().and_then(|n| n.to_str()).context("--out needs a file name")?.to_string();
+    let mut files = Vec::new();
+    if bytes.len() <= max {
+        std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("wrote {} ({} bytes)", out.display(), bytes.len());
+        files.push(name.clone());
+    } else {
+        for (i, shard) in bundle::split(bytes, max)?.iter().enumerate() {
+            let p = PathBuf::from(format!("{}.{i}", out.display()));
+            std::fs::write(&p, shard).with_context(|| format!("writing {}", p.display()))?;
+            eprintln!("wrote {} ({} bytes)", p.display(), shard.len());
+            files.push(format!("{name}.{i}"));
+        }
+    }
+    // The shard list the worker (and the browser) read first: OUT.json.
+    let manifest = serde_json::json!({"bundle": name, "bytes": bytes.len(), "shards": files});
+    let mpath = PathBuf::from(format!("{}.json", out.display()));
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&manifest)?).with_context(|| format!("writing {}", mpath.display()))?;
+    Ok(())
+}
+
+/// Reads a bundle from one file, or from its shards OUT.0, OUT.1, … when given either name.
+pub fn read_bundle(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let s = path.display().to_string();
+    let base = match s.strip_suffix(".0") {
+        Some(base) => base.to_string(),
+        None if path.is_file() => return std::fs::read(path).with_context(|| format!("reading {s}")),
+        None => s.clone(),
+    };
+    let mut shards = Vec::new();
+    while let Ok(b) = std::fs::read(format!("{base}.{}", shards.len())) {
+        shards.push(b);
+    }
+    if shards.is_empty() {
+        bail!("no index at {s} (nor shards {base}.0, {base}.1, …)");
+    }
+    Ok(bundle::join(&shards)?)
+}
+
+fn query(a: QueryArgs) -> anyhow::Result<()> {
+    let index = Index::from_bundle(&read_bundle(&a.index)?)?;
+    for (id, score) in index.search(&a.text, a.k) {
+        let c = index.card(id).expect("search returns ids of the index");
+        println!("{score:8.3}  {id:>8}  {}  [{}]  {}", c.name, c.category.as_str(), c.model_page);
+    }
+    Ok(())
+}

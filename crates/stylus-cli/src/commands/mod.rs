@@ -1,0 +1,6 @@
+//! One module per `stylus` subcommand.
+
+pub mod compose;
+pub mod index;
+pub mod inspect;
+pub mod tokenize;

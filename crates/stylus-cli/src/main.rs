@@ -1,0 +1,46 @@
+//! `stylus`: the thin native binary over the project's libraries; it does the file I/O and
+//! prints results. Subcommands live in `commands/`.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "stylus", version, about = "Stylus: automatic LoRA adapter selection for Stable Diffusion 1.5")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check an SD1.5 checkpoint (single .safetensors file or diffusers folder) and list its parts.
+    Inspect(commands::inspect::Args),
+    /// Compose adapters for a prompt: topics, chosen LoRAs, per-image masks and weights.
+    Compose(commands::compose::Args),
+    /// Build or query an adapter index bundle.
+    #[command(subcommand)]
+    Index(commands::index::Cmd),
+    /// Tokenize a prompt with SD1.5's CLIP tokenizer (77-token window, truncation reported).
+    Tokenize(commands::tokenize::Args),
+}
+
+/// Prints errors as one readable chain (no backtrace, even with RUST_BACKTRACE set) and exits 1.
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Compose(a) => commands::compose::run(a),
+        Cmd::Index(c) => commands::index::run(c),
+        Cmd::Inspect(a) => commands::inspect::run(a),
+        Cmd::Tokenize(a) => commands::tokenize::run(a),
+    }
+}

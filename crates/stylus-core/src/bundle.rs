@@ -1,0 +1,271 @@
+//! Index bundles: one self-checking byte string holding a whole [`Index`], loadable with no
+//! filesystem, plus splitting into shards (e.g. for 25 MiB KV values) and re-joining.
+//!
+//! Layout (integers little-endian):
+//! ```text
+//! b"STYLUSIX" | u32 version (1) | u32 header_len | header (JSON, header_len bytes)
+//! | cards (JSON array of Card, header.cards_bytes) | lexical postings (header.lexical_bytes)
+//! ```
+//! The header ([`Header`]) names the embedder ("bm25-v1"), the counts, the section sizes and the
+//! sha256 (hex) of everything after it. The postings are [`Bm25::write`]'s encoding, so loading does
+//! not re-tokenize and an index built with descriptions keeps scoring the same when they are left
+//! out. The same index always gives the same bytes.
+//!
+//! Shard layout: `b"STYLUSSH" | u32 index | u32 count | u64 bundle_len | [u8; 32] bundle sha256 |
+//! data`; shards re-join in any order and the join checks completeness and the checksum.
+
+use crate::lexical::{Bm25, EMBEDDER_ID};
+use crate::{Card, Error, Index};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub const MAGIC: &[u8; 8] = b"STYLUSIX";
+pub const VERSION: u32 = 1;
+pub const SHARD_MAGIC: &[u8; 8] = b"STYLUSSH";
+/// Bytes of a shard's own header.
+pub const SHARD_HEADER: usize = 8 + 4 + 4 + 8 + 32;
+/// Default largest shard (Cloudflare KV's value limit).
+pub const DEFAULT_SHARD_BYTES: usize = 25 * 1024 * 1024;
+
+/// The bundle header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    pub embedder: String,
+    pub cards: u64,
+    pub terms: u64,
+    pub postings: u64,
+    /// Whether card descriptions are included.
+    pub descriptions: bool,
+    pub cards_bytes: u64,
+    pub lexical_bytes: u64,
+    /// sha256 (lowercase hex) of the cards and lexical sections.
+    pub sha256: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Serializes an index (descriptions only when asked).
+pub fn write(index: &Index, descriptions: bool) -> Vec<u8> {
+    let cards: Vec<Card> = index.cards().iter().map(|c| if descriptions { c.clone() } else { c.clone().without_description() }).collect();
+    let mut payload = serde_json::to_vec(&cards).unwrap_or_default();
+    let cards_bytes = payload.len() as u64;
+    index.lexical().write(&mut payload);
+    let lex = index.lexical();
+    let header = Header {
+        embedder: EMBEDDER_ID.into(),
+        cards: cards.len() as u64,
+        terms: lex.num_terms() as u64,
+        postings: lex.num_postings() as u64,
+        descriptions: descriptions && cards.iter().any(|c| c.description.is_some()),
+        cards_bytes,
+        lexical_bytes: payload.len() as u64 - cards_bytes,
+        sha256: hex(&Sha256::digest(&payload)),
+    };
+    let header = serde_json::to_vec(&header).unwrap_or_default();
+    let mut out = Vec::with_capacity(16 + header.len() + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Reads and checks a bundle's header; returns it and where the payload starts.
+pub fn header(bytes: &[u8]) -> Result<(Header, usize), Error> {
+    let truncated = |expected: usize| Error::BundleTruncated { expected: expected as u64, found: bytes.len() as u64 };
+    if bytes.len() < MAGIC.len() {
+        return Err(if MAGIC.starts_with(bytes) && !bytes.is_empty() { truncated(16) } else { Error::BundleBadMagic });
+    }
+    if &bytes[..8] != MAGIC {
+        return Err(Error::BundleBadMagic);
+    }
+    let version = u32_at(bytes, 8).ok_or_else(|| truncated(16))?;
+    if version != VERSION {
+        return Err(Error::BundleVersion { found: version, supported: VERSION });
+    }
+    let hlen = u32_at(bytes, 12).ok_or_else(|| truncated(16))? as usize;
+    let start = 16 + hlen;
+    let raw = bytes.get(16..start).ok_or_else(|| truncated(start))?;
+    let h: Header = serde_json::from_slice(raw).map_err(|e| Error::BundleCorrupt(format!("header: {e}")))?;
+    if h.embedder != EMBEDDER_ID {
+        return Err(Error::BundleEmbedder { found: h.embedder, expected: EMBEDDER_ID.into() });
+    }
+    Ok((h, start))
+}
+
+/// Loads a bundle, checking magic, version, embedder, length, sha256 and every section.
+pub fn read(bytes: &[u8]) -> Result<Index, Error> {
+    let (h, start) = header(bytes)?;
+    let end = (start as u64).checked_add(h.cards_bytes).and_then(|x| x.checked_add(h.lexical_bytes));
+    let end = end.ok_or_else(|| Error::BundleCorrupt("section sizes overflow".into()))?;
+    if (bytes.len() as u64) < end {
+        return Err(Error::BundleTruncated { expected: end, found: bytes.len() as u64 });
+    }
+    if bytes.len() as u64 > end {
+        return Err(Error::BundleCorrupt(format!("{} bytes after the last section", bytes.len() as u64 - end)));
+    }
+    let payload = &bytes[start..];
+    if hex(&Sha256::digest(payload)) != h.sha256.to_ascii_lowercase() {
+        return Err(Error::BundleChecksum);
+    }
+    let (cards_raw, lex_raw) = payload.split_at(h.cards_bytes as usize);
+    let cards: Vec<Card> = serde_json::from_slice(cards_raw).map_err(|e| Error::BundleCorrupt(format!("cards: {e}")))?;
+    let lex = Bm25::read(lex_raw).map_err(|e| Error::BundleCorrupt(format!("postings: {e}")))?;
+    let found = (cards.len() as u64, lex.num_docs() as u64, lex.num_terms() as u64, lex.num_postings() as u64);
+    if found != (h.cards, h.cards, h.terms, h.postings) {
+        return Err(Error::BundleCorrupt(format!(
+            "header says {} cards, {} terms, {} postings; sections hold (cards, documents, terms, postings) {found:?}",
+            h.cards, h.terms, h.postings
+        )));
+    }
+    Index::from_parts(cards, lex).map_err(|e| Error::BundleCorrupt(e.to_string()))
+}
+
+/// Splits a bundle into shards of at most `max_bytes` each (shard header included).
+pub fn split(bundle: &[u8], max_bytes: usize) -> Result<Vec<Vec<u8>>, Error> {
+    if max_bytes <= SHARD_HEADER {
+        return Err(Error::ShardInvalid(format!("shard size {max_bytes} must exceed the {SHARD_HEADER}-byte shard header")));
+    }
+    let chunks: Vec<&[u8]> = if bundle.is_empty() { vec![&[]] } else { bundle.chunks(max_bytes - SHARD_HEADER).collect() };
+    let count = u32::try_from(chunks.len()).map_err(|_| Error::ShardInvalid("too many shards".into()))?;
+    let sha = Sha256::digest(bundle);
+    Ok(chunks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut s = Vec::with_capacity(SHARD_HEADER + c.len());
+            s.extend_from_slice(SHARD_MAGIC);
+            s.extend_from_slice(&(i as u32).to_le_bytes());
+            s.extend_from_slice(&count.to_le_bytes());
+            s.extend_from_slice(&(bundle.len() as u64).to_le_bytes());
+            s.extend_from_slice(&sha);
+            s.extend_from_slice(c);
+            s
+        })
+        .collect())
+}
+
+/// Re-joins shards made by [`split`], given in any order.
+pub fn join<S: AsRef<[u8]>>(shards: &[S]) -> Result<Vec<u8>, Error> {
+    let mut parts: Vec<(u32, &[u8])> = Vec::with_capacity(shards.len());
+    let mut meta: Option<(u32, u64, &[u8])> = None;
+    for s in shards {
+        let s = s.as_ref();
+        if s.len() < SHARD_HEADER || &s[..8] != SHARD_MAGIC {
+            return Err(Error::ShardInvalid("not a bundle shard (bad magic or too short)".into()));
+        }
+        let (idx, count) = (u32_at(s, 8).unwrap_or(0), u32_at(s, 12).unwrap_or(0));
+        let len = u64::from_le_bytes(s[16..24].try_into().unwrap_or([0; 8]));
+        let m = (count, len, &s[24..56]);
+        if meta.is_some_and(|x| x != m) {
+            return Err(Error::ShardInvalid("shards come from different bundles".into()));
+        }
+        meta = Some(m);
+        if idx >= count || parts.iter().any(|p| p.0 == idx) {
+            return Err(Error::ShardInvalid(format!("shard index {idx} repeated or beyond count {count}")));
+        }
+        parts.push((idx, &s[SHARD_HEADER..]));
+    }
+    let Some((count, len, sha)) = meta else { return Err(Error::ShardInvalid("no shards".into())) };
+    parts.sort_by_key(|p| p.0);
+    if let Some(index) = (0..count).find(|i| parts.get(*i as usize).map(|p| p.0) != Some(*i)) {
+        return Err(Error::ShardMissing { index, count });
+    }
+    let out: Vec<u8> = parts.iter().flat_map(|p| p.1.iter().copied()).collect();
+    if out.len() as u64 != len || Sha256::digest(&out).as_slice() != sha {
+        return Err(Error::ShardInvalid("joined shards do not match the bundle checksum".into()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index() -> Index {
+        let mut a = Card::new(1, "Watercolor Style");
+        a.tags = vec!["style".into()];
+        a.description = Some("soft washes of paint".into());
+        let mut b = Card::new(2, "Fox ears");
+        b.trigger_words = vec!["fox ears".into()];
+        Index::build(vec![a, b]).unwrap()
+    }
+
+    #[test]
+    fn roundtrip_is_byte_identical() {
+        let ix = index();
+        let b = ix.to_bundle();
+        let back = read(&b).unwrap();
+        assert_eq!(back.to_bundle(), b);
+        assert!(back.cards().iter().all(|c| c.description.is_none()));
+        assert_eq!(back.search("soft paint", 5), ix.search("soft paint", 5), "postings keep description terms");
+        let full = read(&ix.to_bundle_with_descriptions()).unwrap();
+        assert_eq!(full.cards(), ix.cards());
+        assert!(header(&ix.to_bundle_with_descriptions()).unwrap().0.descriptions);
+    }
+
+    #[test]
+    fn corrupt_bundles_give_typed_errors() {
+        let b = index().to_bundle();
+        let code = |x: &[u8]| read(x).unwrap_err().code();
+        assert_eq!(code(b""), "bundle_bad_magic");
+        assert_eq!(code(b"NOTSTYLUSIX....."), "bundle_bad_magic");
+        assert_eq!(code(&b[..5]), "bundle_truncated");
+        for cut in [12, 20, b.len() - 1] {
+            assert_eq!(code(&b[..cut]), "bundle_truncated", "cut {cut}");
+        }
+        let mut v = b.clone();
+        v[8] = 9;
+        assert_eq!(code(&v), "bundle_version");
+        let mut v = b.clone();
+        let last = v.len() - 1;
+        v[last] ^= 1;
+        assert_eq!(code(&v), "bundle_checksum");
+        let mut v = b.clone();
+        v.push(0);
+        assert_eq!(code(&v), "bundle_corrupt");
+        let mut v = b.clone();
+        let at = b.windows(7).position(|w| w == b"bm25-v1").unwrap();
+        v[at + 6] = b'9';
+        assert_eq!(code(&v), "bundle_embedder");
+        let mut v = b.clone();
+        v[17] = b'X';
+        assert_eq!(code(&v), "bundle_corrupt");
+        for i in (0..b.len()).step_by(7) {
+            let mut v = b.clone();
+            v[i] = v[i].wrapping_add(1);
+            assert!(read(&v).is_err(), "flip at {i}");
+        }
+    }
+
+    #[test]
+    fn shards_split_and_join_in_any_order() {
+        let b = index().to_bundle();
+        let mut shards = split(&b, SHARD_HEADER + 100).unwrap();
+        assert!(shards.len() > 2 && shards.iter().all(|s| s.len() <= SHARD_HEADER + 100));
+        shards.reverse();
+        assert_eq!(join(&shards).unwrap(), b);
+        assert_eq!(split(&b, DEFAULT_SHARD_BYTES).unwrap().len(), 1);
+        assert_eq!(join(&split(&[], 100).unwrap()).unwrap(), Vec::<u8>::new());
+        let missing: Vec<_> = shards.iter().skip(1).cloned().collect();
+        assert_eq!(join(&missing).unwrap_err().code(), "shard_missing");
+        let mut dup = shards.clone();
+        dup.push(shards[0].clone());
+        assert_eq!(join(&dup).unwrap_err().code(), "shard_invalid");
+        let mut bad = shards.clone();
+        let last = bad[0].len() - 1;
+        bad[0][last] ^= 1;
+        assert_eq!(join(&bad).unwrap_err().code(), "shard_invalid");
+        assert_eq!(split(&b, 10).unwrap_err().code(), "shard_invalid");
+        assert_eq!(join::<Vec<u8>>(&[]).unwrap_err().code(), "shard_invalid");
+        assert_eq!(join(&[b"junk".to_vec()]).unwrap_err().code(), "shard_invalid");
+    }
+}

@@ -1,0 +1,226 @@
+//! Stylus compose logic shared by the native CLI, the Cloudflare worker and the browser: adapter cards,
+//! catalog ingest and refinement, policy filters, BM25 retrieval, the composer and index bundles.
+//! No I/O and no clock: functions take bytes or structs and return structs, so the crate builds for
+//! wasm32-unknown-unknown unchanged.
+//!
+//! ```
+//! use stylus_core::{ingest, ComposeRequest, Index, Policy};
+//! let line = concat!(r#"{"id": 1, "name": "Fox Style", "tags": ["style"], "example_prompts": ["a fox"], "#,
+//!                    r#""latest_version": {"baseModel": "SD 1.5", "trainedWords": []}}"#);
+//! let (cards, issues) = ingest::civitai_jsonl(line.as_bytes());
+//! assert!(issues.is_empty());
+//! let (cards, _report) = Policy::default().apply(cards)?;
+//! let index = Index::from_bundle(&Index::build(cards)?.to_bundle())?;
+//! let res = index.compose(&ComposeRequest::new("a fox in a forest"))?;
+//! assert_eq!(res.topics[0].adapters[0].id, 1);
+//! # Ok::<(), stylus_core::Error>(())
+//! ```
+
+pub mod bundle;
+pub mod card;
+pub mod compose;
+pub mod ingest;
+pub mod lexical;
+pub mod masks;
+pub mod policy;
+pub mod refine;
+pub mod text;
+pub mod topics;
+
+pub use card::{Card, Category, Stats};
+pub use compose::{ActiveAdapter, ChosenAdapter, ComposeOptions, ComposeRequest, ComposeResponse, ComposedImage, Timings, Topic};
+pub use ingest::IngestIssue;
+pub use lexical::{Bm25, EMBEDDER_ID};
+pub use masks::MaskMode;
+pub use policy::{Filter, Policy, PolicyReport};
+
+use std::collections::HashMap;
+
+/// Every failure of this crate. [`Error::code`] gives a stable machine-readable code.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    #[error("the prompt is empty")]
+    PromptEmpty,
+    #[error("the prompt has {chars} characters; at most {max} are allowed")]
+    PromptTooLong { chars: usize, max: usize },
+    #[error("the negative prompt has {chars} characters; at most {max} are allowed")]
+    NegativePromptTooLong { chars: usize, max: usize },
+    #[error("options.debias_suffix has {chars} characters; at most {max} are allowed")]
+    DebiasSuffixTooLong { chars: usize, max: usize },
+    #[error("options.top_k is {0}; it must be between 1 and 1000")]
+    TopKOutOfRange(u32),
+    #[error("num_images is {0}; it must be between 1 and 64")]
+    NumImagesOutOfRange(u32),
+    #[error("options.scale is {0}; it must be a number between 0 and 2")]
+    ScaleOutOfRange(f32),
+    #[error("options.max_per_topic is {0}; it must be at most 8")]
+    MaxPerTopicOutOfRange(u32),
+    #[error("options.min_coverage is {0}; it must be a number between 0 and 1")]
+    MinCoverageOutOfRange(f32),
+    #[error("invalid compose request: {0}")]
+    InvalidRequest(String),
+    #[error("empty catalog: {0}")]
+    EmptyCatalog(String),
+    #[error("card id {0} appears twice in the catalog")]
+    DuplicateCard(u64),
+    #[error("not a Stylus index bundle (bad magic bytes)")]
+    BundleBadMagic,
+    #[error("index bundle version {found} is not supported (this build reads version {supported}); rebuild the bundle")]
+    BundleVersion { found: u32, supported: u32 },
+    #[error("index bundle was built for embedder {found:?}; this build needs {expected:?}")]
+    BundleEmbedder { found: String, expected: String },
+    #[error("index bundle is truncated: {found} of {expected} bytes")]
+    BundleTruncated { expected: u64, found: u64 },
+    #[error("index bundle is corrupt: content sha256 does not match its header")]
+    BundleChecksum,
+    #[error("index bundle is corrupt: {0}")]
+    BundleCorrupt(String),
+    #[error("invalid bundle shard: {0}")]
+    ShardInvalid(String),
+    #[error("bundle shard {index} of {count} is missing")]
+    ShardMissing { index: u32, count: u32 },
+}
+
+impl Error {
+    /// Stable code for APIs ("prompt_empty", "top_k_out_of_range", ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::PromptEmpty => "prompt_empty",
+            Error::PromptTooLong { .. } => "prompt_too_long",
+            Error::NegativePromptTooLong { .. } => "negative_prompt_too_long",
+            Error::DebiasSuffixTooLong { .. } => "debias_suffix_too_long",
+            Error::TopKOutOfRange(_) => "top_k_out_of_range",
+            Error::NumImagesOutOfRange(_) => "num_images_out_of_range",
+            Error::ScaleOutOfRange(_) => "scale_out_of_range",
+            Error::MaxPerTopicOutOfRange(_) => "max_per_topic_out_of_range",
+            Error::MinCoverageOutOfRange(_) => "min_coverage_out_of_range",
+            Error::InvalidRequest(_) => "invalid_request",
+            Error::EmptyCatalog(_) => "empty_catalog",
+            Error::DuplicateCard(_) => "duplicate_card",
+            Error::BundleBadMagic => "bundle_bad_magic",
+            Error::BundleVersion { .. } => "bundle_version",
+            Error::BundleEmbedder { .. } => "bundle_embedder",
+            Error::BundleTruncated { .. } => "bundle_truncated",
+            Error::BundleChecksum => "bundle_checksum",
+            Error::BundleCorrupt(_) => "bundle_corrupt",
+            Error::ShardInvalid(_) => "shard_invalid",
+            Error::ShardMissing { .. } => "shard_missing",
+        }
+    }
+
+    /// Whether the error is the caller's request (HTTP 4xx) rather than the catalog or bundle.
+    pub fn is_request_error(&self) -> bool {
+        matches!(
+            self,
+            Error::PromptEmpty
+                | Error::PromptTooLong { .. }
+                | Error::NegativePromptTooLong { .. }
+                | Error::DebiasSuffixTooLong { .. }
+                | Error::TopKOutOfRange(_)
+                | Error::NumImagesOutOfRange(_)
+                | Error::ScaleOutOfRange(_)
+                | Error::MaxPerTopicOutOfRange(_)
+                | Error::MinCoverageOutOfRange(_)
+                | Error::InvalidRequest(_)
+        )
+    }
+}
+
+/// A searchable catalog: cards plus their BM25 index (document `i` is `cards()[i]`).
+#[derive(Debug, Clone)]
+pub struct Index {
+    cards: Vec<Card>,
+    by_id: HashMap<u64, usize>,
+    lex: Bm25,
+}
+
+impl Index {
+    /// Indexes cards (descriptions, when present, are indexed too). Fails on an empty catalog or a
+    /// repeated id.
+    pub fn build(cards: Vec<Card>) -> Result<Self, Error> {
+        let lex = Bm25::build(cards.iter().map(lexical::card_terms));
+        Self::from_parts(cards, lex)
+    }
+
+    pub(crate) fn from_parts(cards: Vec<Card>, lex: Bm25) -> Result<Self, Error> {
+        if cards.is_empty() {
+            return Err(Error::EmptyCatalog("no cards to index".into()));
+        }
+        let mut by_id = HashMap::with_capacity(cards.len());
+        for (i, c) in cards.iter().enumerate() {
+            if by_id.insert(c.id, i).is_some() {
+                return Err(Error::DuplicateCard(c.id));
+            }
+        }
+        Ok(Index { cards, by_id, lex })
+    }
+
+    /// Loads a bundle made by [`Index::to_bundle`] (checks magic, version, embedder, sha256).
+    pub fn from_bundle(bytes: &[u8]) -> Result<Self, Error> {
+        bundle::read(bytes)
+    }
+
+    /// The bundle of this index without card descriptions (deterministic bytes).
+    pub fn to_bundle(&self) -> Vec<u8> {
+        bundle::write(self, false)
+    }
+
+    /// The bundle of this index, card descriptions included.
+    pub fn to_bundle_with_descriptions(&self) -> Vec<u8> {
+        bundle::write(self, true)
+    }
+
+    /// Composes adapters for a request.
+    pub fn compose(&self, req: &ComposeRequest) -> Result<ComposeResponse, Error> {
+        compose::compose(&self.cards, &self.lex, req, None)
+    }
+
+    /// [`Index::compose`] with per-stage timings read from `now` (milliseconds, e.g. `performance.now()`).
+    pub fn compose_timed(&self, req: &ComposeRequest, now: &dyn Fn() -> f64) -> Result<ComposeResponse, Error> {
+        compose::compose(&self.cards, &self.lex, req, Some(now))
+    }
+
+    /// The card with a model id.
+    pub fn card(&self, id: u64) -> Option<&Card> {
+        self.by_id.get(&id).map(|&i| &self.cards[i])
+    }
+
+    pub fn cards(&self) -> &[Card] {
+        &self.cards
+    }
+
+    pub fn lexical(&self) -> &Bm25 {
+        &self.lex
+    }
+
+    pub fn len(&self) -> usize {
+        self.cards.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cards.is_empty()
+    }
+
+    /// BM25 retrieval of the `k` best cards for a free-text query: (model id, score), best first.
+    pub fn search(&self, query: &str, k: usize) -> Vec<(u64, f32)> {
+        self.lex.search(&text::terms(query), k).into_iter().map(|(d, s)| (self.cards[d as usize].id, s)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_lookup_and_errors() {
+        assert_eq!(Index::build(Vec::new()).unwrap_err().code(), "empty_catalog");
+        let err = Index::build(vec![Card::new(1, "a"), Card::new(1, "b")]).unwrap_err();
+        assert_eq!((err.code(), err.to_string().as_str()), ("duplicate_card", "card id 1 appears twice in the catalog"));
+        let ix = Index::build(vec![Card::new(5, "Neon Lights"), Card::new(9, "Fox")]).unwrap();
+        assert_eq!((ix.len(), ix.is_empty()), (2, false));
+        assert_eq!(ix.card(9).map(|c| c.name.as_str()), Some("Fox"));
+        assert!(ix.card(1).is_none());
+        assert_eq!(ix.search("neon light", 3)[0].0, 5);
+        assert!(Error::PromptEmpty.is_request_error() && !Error::BundleChecksum.is_request_error());
+    }
+}

