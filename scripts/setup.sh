@@ -20,7 +20,7 @@ if [ "$("$WASM_BINDGEN_BIN" --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDG
 fi
 
 step "worker-build $WORKER_BUILD_VERSION"
-if ! worker-build --version 2>/dev/null | grep -q "$WORKER_BUILD_VERSION"; then
+if ! "$CARGO_BIN/worker-build" --version 2>/dev/null | grep -q "$WORKER_BUILD_VERSION"; then
   cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked --force
 fi
 
