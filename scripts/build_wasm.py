@@ -43,10 +43,11 @@ def run(cmd, cwd, e):
 def build(b, e):
     out = ROOT / b["out_dir"]
     feats = ["--features", ",".join(b["features"])] if b.get("features") else []
-    if "stage" in b:
-        src, dst = ROOT / b["stage"]["from"], ROOT / b["stage"]["to"]
-        shutil.rmtree(dst, ignore_errors=True)
-        shutil.copytree(src, dst)
+    for i, st in enumerate(b.get("stage", [])):
+        src, dst = ROOT / st["from"], ROOT / st["to"]
+        if i == 0:
+            shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(src, dst, dirs_exist_ok=True)
     if b["target"] == "worker":
         args = ["--release"] if b["profile"] == "release" else []
         # worker-build runs cargo itself and writes ./build in the crate directory.

@@ -50,6 +50,13 @@ impl Composer {
         Ok(Composer { index: stylus_core::Index::from_bundle(bundle)? })
     }
 
+    /// Loads an index split into shards (`stylus index build` writes them as OUT.0, OUT.1, …).
+    #[wasm_bindgen(js_name = fromShards)]
+    pub fn from_shards(shards: Vec<js_sys::Uint8Array>) -> Result<Composer, JsError> {
+        let parts: Vec<Vec<u8>> = shards.iter().map(|s| s.to_vec()).collect();
+        Composer::new(&stylus_core::bundle::join(&parts)?)
+    }
+
     /// Number of adapters in the index.
     #[wasm_bindgen(getter)]
     pub fn adapters(&self) -> usize {
