@@ -5,10 +5,12 @@
 pub mod checkpoint;
 pub mod config;
 pub mod layout;
+pub mod schedulers;
 pub mod tokenizer;
 
 pub use config::{ClipConfig, SdConfig, UNetConfig, VaeConfig};
 pub use layout::{sd_params, Component, ParamSpec};
+pub use schedulers::{Scheduler, SchedulerKind};
 pub use tokenizer::{ClipTokenizer, TokenWindow};
 
 /// Every failure of this crate, each with a message a user can act on.
