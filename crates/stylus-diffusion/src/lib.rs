@@ -1,0 +1,1 @@
+//! SD1.5 networks in burn (being written).

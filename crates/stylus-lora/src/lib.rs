@@ -1,0 +1,1 @@
+//! LoRA adapters for SD1.5 (being written).
