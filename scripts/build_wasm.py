@@ -45,6 +45,8 @@ def build(b, e):
     feats = ["--features", ",".join(b["features"])] if b.get("features") else []
     for i, st in enumerate(b.get("stage", [])):
         src, dst = ROOT / st["from"], ROOT / st["to"]
+        if src == ROOT / "www" and not (src / "pkg" / "stylus_web.js").exists():
+            sys.exit("build_wasm: www/pkg is missing; build the `web` entry first (build_wasm.py web worker)")
         if i == 0:
             shutil.rmtree(dst, ignore_errors=True)
         shutil.copytree(src, dst, dirs_exist_ok=True)

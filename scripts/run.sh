@@ -23,7 +23,7 @@ bash scripts/setup.sh >/dev/null
 cargo build -q -p stylus-cli
 "$CARGO_TARGET_DIR/debug/stylus" compose --images "$images" --seed "$seed" "$prompt"
 if [ "$serve" = 1 ]; then
-  python3 scripts/build_wasm.py worker
+  python3 scripts/build_wasm.py web worker
   echo
   echo "worker: http://127.0.0.1:$port  (try: curl -s -X POST http://127.0.0.1:$port/v1/compose -d '{\"prompt\":\"neon city at night\",\"num_images\":2}')"
   cd worker && exec wrangler dev --ip 127.0.0.1 --port "$port"

@@ -8,9 +8,17 @@ cd "$ROOT"
 step() { printf '\n== setup: %s\n' "$*"; }
 t0=$(date +%s)
 
+# Each check captures a command's output first, then tests it (no grep -q inside a pipefail pipe).
+has_line() { printf '%s\n' "$1" | grep -qx -- "$2"; }
+
 step "rust target wasm32-unknown-unknown"
-if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+if ! has_line "$(rustup target list --installed)" wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
+fi
+
+step "cargo-nextest (test runner)"
+if ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install cargo-nextest --locked
 fi
 
 step "wasm-bindgen-cli $WASM_BINDGEN_VERSION"
@@ -20,7 +28,8 @@ if [ "$("$WASM_BINDGEN_BIN" --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDG
 fi
 
 step "worker-build $WORKER_BUILD_VERSION"
-if ! "$CARGO_BIN/worker-build" --version 2>/dev/null | grep -q "$WORKER_BUILD_VERSION"; then
+wb="$("$CARGO_BIN/worker-build" --version 2>/dev/null || true)"
+if [ "${wb##* }" != "$WORKER_BUILD_VERSION" ]; then  # prints "0.8.7" (or "worker-build 0.8.7")
   cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked --force
 fi
 
@@ -33,7 +42,8 @@ fi
 step "Debian packages: chromium, mesa-vulkan-drivers (lavapipe)"
 missing=()
 for p in chromium mesa-vulkan-drivers; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  st="$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)"
+  [ "$st" = "install ok installed" ] || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -20,8 +20,8 @@ async function loadOffline() {
     if (!r.ok) throw new Error(`index shard ${name}: HTTP ${r.status}`);
     parts.push(new Uint8Array(await r.arrayBuffer()));
   }
-  // One shard is the bundle itself; several are joined (and checked) by the composer.
-  return parts.length === 1 ? new Composer(parts[0]) : Composer.fromShards(parts);
+  // The bundle itself, or its shards: assembled (and checked) by the composer.
+  return Composer.fromParts(parts);
 }
 
 async function composeOffline(request) {

@@ -82,6 +82,13 @@ test('bad inputs get 4xx with clear codes and the worker keeps serving', async (
     assert.ok(j.error.message.length > 0);
     assert.ok(!/panicked|RuntimeError|unreachable|\.rs:/.test(j.error.message), 'no internals leak');
   }
+  // a chunked body (no Content-Length) is counted while read and cut off at the limit
+  const chunk = new TextEncoder().encode('x'.repeat(64 * 1024));
+  let sent = 0;
+  const stream = new ReadableStream({ pull(c) { if (sent++ < 4) c.enqueue(chunk); else c.close(); } });
+  const chunked = await fetch(`${w.url}/v1/compose`, { method: 'POST', body: stream, duplex: 'half' });
+  assert.equal(chunked.status, 413);
+  assert.equal((await chunked.json()).error.code, 'body_too_large');
   // control characters and mixed scripts are fine
   const r = await post(JSON.stringify({ prompt: 'a fox\u0000\u0007 in a 森林 with ЛИСА and 🦊\ttail' }));
   assert.equal(r.status, 200);

@@ -24,6 +24,21 @@ impl Reply {
     }
 }
 
+/// 413 for a body over [`MAX_BODY_BYTES`] (declared or counted while reading).
+pub fn too_large() -> Reply {
+    Reply::error(413, "body_too_large", &format!("request bodies are limited to {MAX_BODY_BYTES} bytes"))
+}
+
+/// The one mapping from library errors to replies: the caller's mistakes are 400 with the
+/// library's message (it names the field and the limit); anything else is a generic 500.
+fn from_core(e: &stylus_core::Error) -> Reply {
+    if e.is_request_error() {
+        Reply::error(400, e.code(), &e.to_string())
+    } else {
+        Reply::error(500, "internal", "the request could not be completed")
+    }
+}
+
 /// What the isolate knows about its index: loaded, or why it could not be.
 pub enum IndexState<'a> {
     Ready { index: &'a Index, bundle_bytes: usize, embedder: &'a str },
@@ -58,23 +73,17 @@ pub fn compose(state: &IndexState<'_>, body: &[u8], now: &dyn Fn() -> f64) -> Re
         return Reply::error(400, "body_empty", "send a JSON compose request, e.g. {\"prompt\": \"a fox\"}");
     }
     if body.len() > MAX_BODY_BYTES {
-        return Reply::error(413, "body_too_large", &format!("request bodies are limited to {MAX_BODY_BYTES} bytes"));
+        return too_large();
     }
     let index = match index_or_503(state) {
         Ok(i) => i,
         Err(r) => return r,
     };
-    let req = match ComposeRequest::from_json(body) {
-        Ok(r) => r,
-        Err(e) => return Reply::error(if e.is_request_error() { 400 } else { 500 }, e.code(), &e.to_string()),
-    };
-    match index.compose_timed(&req, now) {
-        Ok(res) => match serde_json::to_value(&res) {
-            Ok(v) => Reply::ok(v),
-            Err(_) => Reply::error(500, "internal", "the response could not be encoded"),
-        },
-        Err(e) if e.is_request_error() => Reply::error(400, e.code(), &e.to_string()),
-        Err(_) => Reply::error(500, "internal", "composition failed"),
+    let res = ComposeRequest::from_json(body).and_then(|req| index.compose_timed(&req, now));
+    match res.map(|r| serde_json::to_value(&r)) {
+        Ok(Ok(v)) => Reply::ok(v),
+        Ok(Err(_)) => Reply::error(500, "internal", "the response could not be encoded"),
+        Err(e) => from_core(&e),
     }
 }
 
@@ -94,7 +103,7 @@ pub fn adapter(state: &IndexState<'_>, id: &str) -> Reply {
     }
 }
 
-/// Routes that need no index (so a failed index never hides a 404/405).
+/// Routes that need the index (others never load it, so a failed index never hides a 404/405).
 pub fn route_needs_index(method: &str, path: &str) -> bool {
     matches!((method, path), ("GET", "/v1/health") | ("POST", "/v1/compose")) || (method == "GET" && path.starts_with("/v1/adapters/"))
 }

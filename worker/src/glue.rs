@@ -5,7 +5,8 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use stylus_core::{bundle, Index};
+use futures_util::StreamExt;
+use stylus_core::{bundle, Index, EMBEDDER_ID};
 use worker::{console_error, event, Context, Env, Headers, Request, Response, Result};
 
 use crate::api::{self, IndexState, MAX_BODY_BYTES};
@@ -13,18 +14,12 @@ use crate::api::{self, IndexState, MAX_BODY_BYTES};
 struct Loaded {
     index: Index,
     bytes: usize,
-    embedder: String,
 }
 
 thread_local! {
     /// The isolate's index: loaded on the first request that needs it (never at start-up, which
     /// has a small CPU limit), then shared by every later request of this isolate.
     static INDEX: RefCell<Option<Rc<Loaded>>> = const { RefCell::new(None) };
-}
-
-#[derive(serde::Deserialize)]
-struct Manifest {
-    shards: Vec<String>,
 }
 
 async fn fetch_asset(env: &Env, path: &str) -> std::result::Result<Vec<u8>, String> {
@@ -37,16 +32,16 @@ async fn fetch_asset(env: &Env, path: &str) -> std::result::Result<Vec<u8>, Stri
 }
 
 async fn load(env: &Env) -> std::result::Result<Loaded, String> {
-    let manifest: Manifest =
+    let manifest: bundle::Manifest =
         serde_json::from_slice(&fetch_asset(env, "index.stylusix.json").await?).map_err(|e| format!("index.stylusix.json: {e}"))?;
-    let mut shards = Vec::with_capacity(manifest.shards.len());
+    let mut parts = Vec::with_capacity(manifest.shards.len());
     for s in &manifest.shards {
-        shards.push(fetch_asset(env, s).await?);
+        parts.push(fetch_asset(env, s).await?);
     }
-    let bytes = if shards.len() == 1 { shards.pop().unwrap_or_default() } else { bundle::join(&shards).map_err(|e| e.to_string())? };
-    let (header, _) = bundle::header(&bytes).map_err(|e| e.to_string())?;
+    let bytes = bundle::assemble(&parts).map_err(|e| e.to_string())?;
+    drop(parts);
     let index = Index::from_bundle(&bytes).map_err(|e| e.to_string())?;
-    Ok(Loaded { index, bytes: bytes.len(), embedder: header.embedder })
+    Ok(Loaded { index, bytes: bytes.len() })
 }
 
 async fn index(env: &Env) -> Option<Rc<Loaded>> {
@@ -64,6 +59,25 @@ async fn index(env: &Env) -> Option<Rc<Loaded>> {
             None
         }
     }
+}
+
+/// The body, or `None` when it exceeds [`MAX_BODY_BYTES`]: past the limit, chunks are read and
+/// dropped (memory stays bounded; leaving the body unread breaks the connection for the next request).
+async fn read_capped(req: &mut Request) -> Result<Option<Vec<u8>>> {
+    let mut body = Vec::new();
+    let mut over = false;
+    let mut stream = match req.stream() {
+        Ok(s) => s,
+        Err(_) => return Ok(Some(body)), // no body at all
+    };
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        over |= body.len() + chunk.len() > MAX_BODY_BYTES;
+        if !over {
+            body.extend_from_slice(&chunk);
+        }
+    }
+    Ok((!over).then_some(body))
 }
 
 fn cors_headers(env: &Env, req: &Request) -> Result<Headers> {
@@ -97,15 +111,11 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     if method == "OPTIONS" {
         return Ok(Response::empty()?.with_status(204).with_headers(headers));
     }
-    // Refuse oversized bodies by their declared length before reading them.
-    let declared = req.headers().get("Content-Length")?.and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
-    if declared > MAX_BODY_BYTES {
-        let r = api::Reply::error(413, "body_too_large", &format!("request bodies are limited to {MAX_BODY_BYTES} bytes"));
-        return json(&r, headers);
-    }
+    // Bodies are counted while read (declared or chunked), never held beyond the limit.
     let body = if method == "POST" {
-        match req.bytes().await {
-            Ok(b) => b,
+        match read_capped(&mut req).await {
+            Ok(Some(b)) => b,
+            Ok(None) => return json(&api::too_large(), headers),
             Err(_) => return json(&api::Reply::error(400, "body_unreadable", "the request body could not be read"), headers),
         }
     } else {
@@ -113,7 +123,7 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     };
     let loaded = if api::route_needs_index(&method, &path) { index(&env).await } else { None };
     let state = match &loaded {
-        Some(l) => IndexState::Ready { index: &l.index, bundle_bytes: l.bytes, embedder: &l.embedder },
+        Some(l) => IndexState::Ready { index: &l.index, bundle_bytes: l.bytes, embedder: EMBEDDER_ID },
         None => IndexState::Failed,
     };
     let now = || js_sys::Date::now();

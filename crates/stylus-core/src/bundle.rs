@@ -92,7 +92,7 @@ pub fn header(bytes: &[u8]) -> Result<(Header, usize), Error> {
         return Err(Error::BundleVersion { found: version, supported: VERSION });
     }
     let hlen = u32_at(bytes, 12).ok_or_else(|| truncated(16))? as usize;
-    let start = 16 + hlen;
+    let start = 16usize.checked_add(hlen).ok_or_else(|| truncated(usize::MAX))?;
     let raw = bytes.get(16..start).ok_or_else(|| truncated(start))?;
     let h: Header = serde_json::from_slice(raw).map_err(|e| Error::BundleCorrupt(format!("header: {e}")))?;
     if h.embedder != EMBEDDER_ID {
@@ -151,6 +151,26 @@ pub fn split(bundle: &[u8], max_bytes: usize) -> Result<Vec<Vec<u8>>, Error> {
             s
         })
         .collect())
+}
+
+/// The shard list written beside a bundle (`OUT.json`): what the worker, the browser and the CLI
+/// fetch first, then every file of `shards`, in order.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    /// File name of the whole bundle (also the stem of its shards).
+    pub bundle: String,
+    /// Size of the whole bundle in bytes.
+    pub bytes: u64,
+    /// The files to fetch: `[bundle]` when it fits one file, else `bundle.0`, `bundle.1`, ….
+    pub shards: Vec<String>,
+}
+
+/// The bundle from the files a [`Manifest`] lists: one file is the bundle itself, several are shards.
+pub fn assemble<S: AsRef<[u8]>>(parts: &[S]) -> Result<Vec<u8>, Error> {
+    match parts {
+        [one] if one.as_ref().starts_with(MAGIC) => Ok(one.as_ref().to_vec()),
+        _ => join(parts),
+    }
 }
 
 /// Re-joins shards made by [`split`], given in any order.
@@ -267,5 +287,18 @@ mod tests {
         assert_eq!(split(&b, 10).unwrap_err().code(), "shard_invalid");
         assert_eq!(join::<Vec<u8>>(&[]).unwrap_err().code(), "shard_invalid");
         assert_eq!(join(&[b"junk".to_vec()]).unwrap_err().code(), "shard_invalid");
+    }
+
+    #[test]
+    fn assemble_takes_a_whole_bundle_or_its_shards() {
+        let b = {
+            let mut v = MAGIC.to_vec();
+            v.extend_from_slice(&[7u8; 100]);
+            v
+        };
+        assert_eq!(assemble(&[b.clone()]).unwrap(), b);
+        assert_eq!(assemble(&split(&b, SHARD_HEADER + 30).unwrap()).unwrap(), b);
+        assert!(assemble(&[vec![1u8, 2, 3]]).is_err());
+        assert!(assemble::<Vec<u8>>(&[]).is_err());
     }
 }

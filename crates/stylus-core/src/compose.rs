@@ -16,7 +16,7 @@
 use crate::card::{Card, Category};
 use crate::lexical::Bm25;
 use crate::masks::{self, MaskMode};
-use crate::text::clean_line;
+use crate::text::{clean_line, strip_network_tags};
 use crate::topics::phrases;
 use crate::Error;
 use serde::{Deserialize, Serialize};
@@ -262,8 +262,10 @@ pub fn compose(cards: &[Card], lex: &Bm25, req: &ComposeRequest, now: Option<&dy
 
     let groups: Vec<usize> = out.iter().map(|t| t.adapters.len()).collect();
     let drawn = masks::draw(&groups, o.mask_mode, req.num_images as usize, req.seed);
-    let prompt = format!("{}{}", clean_line(&req.prompt), o.debias_suffix.replace(char::is_control, " "));
-    let negative = clean_line(&req.negative_prompt);
+    // Adapters come only from the composer: tags typed into the prompt, suffix or negative are removed.
+    let suffix = strip_network_tags(&o.debias_suffix).replace(char::is_control, " ");
+    let prompt = format!("{}{suffix}", clean_line(&strip_network_tags(&req.prompt)));
+    let negative = clean_line(&strip_network_tags(&req.negative_prompt));
     let images = drawn
         .iter()
         .map(|bits| {
@@ -430,6 +432,11 @@ mod tests {
         let ix = index();
         let r = ix.compose(&req("fox\u{0}\u{1b}[2J <lora:evil:9> forest\r\n")).unwrap();
         assert!(r.images.iter().all(|i| !i.prompt.chars().any(char::is_control) && !i.a1111.chars().any(char::is_control)));
+        // user-typed network tags never reach the output: only composed adapters are tagged
+        for i in &r.images {
+            assert!(!i.prompt.contains("evil") && !i.a1111.contains("evil"));
+            assert_eq!(i.a1111.matches("<lora:").count(), i.active.len());
+        }
         let r = ix.compose(&req("лиса, 狐狸, Fuchs, fox 🦊, forêt")).unwrap();
         assert!(r.topics.iter().any(|t| t.name == "fox 🦊" || t.name == "fox"));
         for t in &r.topics {

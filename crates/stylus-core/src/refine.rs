@@ -11,7 +11,7 @@
 //! is clamped to [0.1, 1.5].
 
 use crate::card::{model_page, Card, Category, Stats, DEFAULT_WEIGHT, WEIGHT_RANGE};
-use crate::text::{clean_line, truncate_chars};
+use crate::text::{clean_line, strip_network_tags, truncate_chars};
 
 /// Longest description kept, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 2000;
@@ -42,7 +42,7 @@ pub fn refine(raw: RawCard) -> Result<Card, String> {
         return Err(format!("model {} has no name", raw.id));
     }
     card.tags = dedup(raw.tags.iter().map(|t| clean_line(truncate_chars(t, 100)).to_lowercase()));
-    card.trigger_words = dedup(raw.trained_words.iter().map(|t| clean_line(&strip_lora_tags(truncate_chars(t, 300)))));
+    card.trigger_words = dedup(raw.trained_words.iter().map(|t| clean_line(&strip_network_tags(truncate_chars(t, 300)))));
     card.category = category(&card.name, &card.tags);
     let desc = clean_description(&raw.description);
     card.weight = recommended_weight(&raw, &desc);
@@ -175,17 +175,6 @@ pub fn lora_tags(text: &str) -> Vec<(&str, f32)> {
             }
         }
     }
-    out
-}
-
-fn strip_lora_tags(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.to_ascii_lowercase().find("<lora:") {
-        out.push_str(&rest[..i]);
-        rest = rest[i..].find('>').map_or("", |j| &rest[i + j + 1..]);
-    }
-    out.push_str(rest);
     out
 }
 
@@ -394,7 +383,6 @@ mod tests {
     #[test]
     fn lora_tag_parsing() {
         assert_eq!(lora_tags("<lora:a:0.5> <LyCo:b:.7:lbw=x> <lora:c> <lora::1> <lora:d:x> <lora:e:1"), [("a", 0.5), ("b", 0.7)]);
-        assert_eq!(strip_lora_tags("<lora:x:0.5> mix4"), " mix4");
     }
 
     #[test]

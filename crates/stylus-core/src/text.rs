@@ -112,6 +112,21 @@ pub fn truncate_chars(s: &str, max: usize) -> &str {
     s.char_indices().nth(max).map_or(s, |(i, _)| &s[..i])
 }
 
+/// Removes A1111 extra-network tags (`<lora:…>`, `<lyco:…>`, `<locon:…>`, `<hypernet:…>`, any case),
+/// so text from users or cards can never switch adapters on by itself.
+pub fn strip_network_tags(s: &str) -> String {
+    const KINDS: [&str; 4] = ["<lora:", "<lyco:", "<locon:", "<hypernet:"];
+    let lower = s.to_ascii_lowercase(); // same byte offsets as `s`
+    let mut out = String::with_capacity(s.len());
+    let mut pos = 0;
+    while let Some(i) = KINDS.iter().filter_map(|k| lower[pos..].find(k)).min().map(|i| pos + i) {
+        out.push_str(&s[pos..i]);
+        pos = lower[i..].find('>').map_or(s.len(), |j| i + j + 1);
+    }
+    out.push_str(&s[pos..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +158,13 @@ mod tests {
         assert_eq!(clean_line("  a\u{0}b \n\t c  "), "a b c");
         assert_eq!(truncate_chars("héllo", 2), "hé");
         assert_eq!(truncate_chars("hé", 5), "hé");
+    }
+
+    #[test]
+    fn network_tags_are_stripped() {
+        assert_eq!(strip_network_tags("a fox <lora:evil:9> in <LyCo:x:1>a <hypernet:h:1>wood <locon:y"), "a fox  in a wood ");
+        assert_eq!(strip_network_tags("<lora:x:0.5> mix4"), " mix4");
+        assert_eq!(strip_network_tags("狐 <lora:é:1> ü"), "狐  ü");
+        assert_eq!(strip_network_tags("no tags <b>"), "no tags <b>");
     }
 }

@@ -10,13 +10,16 @@
 //!   "building" are not actions);
 //! - stopwords, numbers and fillers ("two", "couple", "next", "top", ...) are trimmed from both ends;
 //! - phrases made only of quality boilerplate ("masterpiece, best quality, 8k") are dropped;
-//! - a phrase of more than 4 words (outside Han / kana text) is cut into runs of at most 3 words;
+//! - a phrase of more than 4 words is cut into runs of at most 3 words (Han / kana text, one word
+//!   per character: more than 8 into runs of 8);
 //! - a phrase whose terms repeat an earlier topic's is dropped; at most [`MAX_TOPICS`] topics.
 
 use crate::text::{is_cjk, term, words, Word};
 
 /// Topics kept per prompt; later phrases are ignored.
 pub const MAX_TOPICS: usize = 32;
+/// Longest topic phrase in Han / kana text (one word per character).
+const MAX_CJK_RUN: usize = 8;
 
 const CONNECTORS: &[&str] = &[
     "above", "across", "after", "against", "along", "among", "amongst", "and", "are", "around", "as", "at", "before",
@@ -73,8 +76,10 @@ pub fn phrases(prompt: &str) -> Vec<Phrase> {
     for w in ws {
         let lower = w.text.to_lowercase();
         let connector = CONNECTORS.binary_search(&lower.as_str()).is_ok();
-        let action = is_action(&lower) && segments.last().is_some_and(|s| s.iter().any(|x| term(x.text).is_some()));
-        if hard_break(&prompt[prev_end..w.start]) || connector || action {
+        let brk = hard_break(&prompt[prev_end..w.start]) || connector;
+        // An -ing word is an action only inside a running phrase ("dog eating"), not at its start.
+        let action = !brk && is_action(&lower) && segments.last().is_some_and(|s| s.iter().any(|x| term(x.text).is_some()));
+        if brk || action {
             segments.push(Vec::new());
         }
         prev_end = w.end;
@@ -91,7 +96,9 @@ pub fn phrases(prompt: &str) -> Vec<Phrase> {
         let Some(first) = seg.iter().position(keep) else { continue };
         let last = seg.iter().rposition(keep).unwrap_or(first);
         let seg = &seg[first..=last];
-        let chunks: Vec<&[Word]> = if seg.len() > 4 && !seg.iter().any(is_cjk_word) { seg.chunks(3).collect() } else { vec![seg] };
+        // Han/kana text has one word per character, so its runs are longer; both are bounded.
+        let (max, run) = if seg.iter().any(is_cjk_word) { (MAX_CJK_RUN, MAX_CJK_RUN) } else { (4, 3) };
+        let chunks: Vec<&[Word]> = if seg.len() > max { seg.chunks(run).collect() } else { vec![seg] };
         for chunk in chunks {
             let (Some(a), Some(b)) = (chunk.iter().position(keep), chunk.iter().rposition(keep)) else { continue };
             let terms: Vec<String> = chunk[a..=b].iter().filter_map(|w| term(w.text)).collect();
@@ -143,6 +150,7 @@ mod tests {
         assert_eq!(names("masterpiece, best quality, 8k, Airplane-shaped kites; blue sky"), ["Airplane-shaped kites", "blue sky"]);
         assert_eq!(names("fox, Fox, foxes and the FOX"), ["fox"]);
         assert_eq!(names("a girl with glowing eyes running through a building"), ["girl", "glowing eyes", "running", "building"]);
+        assert_eq!(names("a cat, glowing eyes"), ["cat", "glowing eyes"]);
     }
 
     #[test]
@@ -154,6 +162,9 @@ mod tests {
             assert_eq!(&p[t.span[0]..t.span[1]], t.name);
         }
         assert_eq!(ph[1].name, "一只狐狸");
+        // mixed scripts without commas are bounded too
+        let mixed = "1girl 少女 solo long hair blue eyes school uniform 森林の中の狐と少女が走っている";
+        assert!(phrases(mixed).iter().all(|t| t.terms.len() <= MAX_CJK_RUN), "{:?}", names(mixed));
     }
 
     #[test]

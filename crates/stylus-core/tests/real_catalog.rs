@@ -14,6 +14,12 @@ fn shared(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(rel)
 }
 
+/// Outside CI a missing `shared/` skips these tests with a message; in CI (`CI` set) it fails them.
+fn absent(path: &std::path::Path) {
+    assert!(std::env::var_os("CI").is_none(), "{} is absent, and CI needs it", path.display());
+    eprintln!("SKIP: {} is absent", path.display());
+}
+
 /// All ingested cards (with descriptions), or None when the catalog is absent.
 fn catalog() -> Option<&'static Vec<Card>> {
     static CARDS: OnceLock<Option<Vec<Card>>> = OnceLock::new();
@@ -21,7 +27,7 @@ fn catalog() -> Option<&'static Vec<Card>> {
         .get_or_init(|| {
             let path = shared("civitai/civitai_lora_top10k_2023-07.jsonl");
             let Ok(bytes) = std::fs::read(&path) else {
-                eprintln!("SKIP: {} is absent", path.display());
+                absent(&path);
                 return None;
             };
             let t = Instant::now();
@@ -163,7 +169,10 @@ fn bundle_roundtrip_and_size() {
     assert_eq!(stylus_core::bundle::join(&shards).unwrap(), bytes);
 }
 
+/// A measurement, not a check (no wall-clock assertions in tests): run it with
+/// `cargo test -p stylus-core --release --test real_catalog -- --ignored --nocapture`.
 #[test]
+#[ignore = "timing report; run explicitly"]
 fn bm25_query_speed() {
     let Some(cards) = catalog() else { return };
     let queries = ["a watercolor painting of a fox in a forest", "cyberpunk city at night, neon lights", "portrait of a woman wearing a kimono", "a man riding a horse on the beach at sunset", "anime girl with long hair"];
@@ -192,7 +201,7 @@ fn bm25_query_speed() {
         .collect();
     let big = Index::build(big).unwrap();
     time(&big, "75K synthetic, no descriptions");
-    assert!(per10k.as_millis() < 50, "generous bound for debug builds on a shared machine");
+    println!("10K query: {per10k:?}");
 }
 
 /// Minimal CSV reader (quoted fields, doubled quotes, newlines inside quotes).
@@ -237,7 +246,7 @@ fn coco_silver_recall() {
     let Some(ix) = filtered() else { return };
     let path = shared("stylus/coco_rank.csv");
     let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("SKIP: {} is absent", path.display());
+        absent(&path);
         return;
     };
     let rows = csv_rows(&text);
@@ -264,5 +273,6 @@ fn coco_silver_recall() {
     println!("COCO silver: {} captions, {prompts_full} with an id in the 10K catalog, {prompts} with an id in the filtered index ({total} ids)", rows.len() - 1);
     println!("BM25 recall@20 = {r20:.3}, recall@150 = {r150:.3} ({:?})", t.elapsed());
     assert!(prompts > 500, "silver prompts found: {prompts}");
-    assert!(r150 > 0.2, "recall@150 {r150}");
+    // Regression guards just under the measured values (0.655 / 0.779 when written).
+    assert!(r20 >= 0.62 && r150 >= 0.75, "recall@20 {r20}, recall@150 {r150}");
 }

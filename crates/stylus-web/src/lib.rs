@@ -50,11 +50,12 @@ impl Composer {
         Ok(Composer { index: stylus_core::Index::from_bundle(bundle)? })
     }
 
-    /// Loads an index split into shards (`stylus index build` writes them as OUT.0, OUT.1, …).
-    #[wasm_bindgen(js_name = fromShards)]
-    pub fn from_shards(shards: Vec<js_sys::Uint8Array>) -> Result<Composer, JsError> {
-        let parts: Vec<Vec<u8>> = shards.iter().map(|s| s.to_vec()).collect();
-        Composer::new(&stylus_core::bundle::join(&parts)?)
+    /// Loads an index from the files its manifest (`OUT.json`) lists, in order: the bundle itself,
+    /// or its shards OUT.0, OUT.1, ….
+    #[wasm_bindgen(js_name = fromParts)]
+    pub fn from_parts(parts: Vec<js_sys::Uint8Array>) -> Result<Composer, JsError> {
+        let parts: Vec<Vec<u8>> = parts.iter().map(|s| s.to_vec()).collect();
+        Composer::new(&stylus_core::bundle::assemble(&parts)?)
     }
 
     /// Number of adapters in the index.

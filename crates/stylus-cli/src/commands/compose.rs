@@ -11,7 +11,7 @@ pub const DEMO_INDEX: &[u8] = include_bytes!("../../../../data/demo/index.stylus
 pub struct Args {
     /// The prompt.
     prompt: String,
-    /// Index bundle (file, or first shard OUT.0); default: the embedded demo index.
+    /// Index bundle (OUT, or its manifest OUT.json); default: the embedded demo index.
     #[arg(long)]
     index: Option<PathBuf>,
     #[arg(long, default_value = "")]

@@ -35,7 +35,7 @@ pub struct BuildArgs {
 
 #[derive(clap::Args)]
 pub struct QueryArgs {
-    /// Index bundle (or the first shard, OUT.0).
+    /// Index bundle (OUT, or its manifest OUT.json when it was sharded).
     #[arg(long)]
     index: PathBuf,
     /// Text to search for.
@@ -90,6 +90,7 @@ fn write_bundle(out: &Path, bytes: &[u8], shard_mib: usize) -> anyhow::Result<()
     }
     let max = shard_mib << 20;
     let name = out.file_name().and_then(|n| n.to_str()).context("--out needs a file name")?.to_string();
+    remove_stale(out)?;
     let mut files = Vec::new();
     if bytes.len() <= max {
         std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;
@@ -104,28 +105,42 @@ fn write_bundle(out: &Path, bytes: &[u8], shard_mib: usize) -> anyhow::Result<()
         }
     }
     // The shard list the worker (and the browser) read first: OUT.json.
-    let manifest = serde_json::json!({"bundle": name, "bytes": bytes.len(), "shards": files});
-    let mpath = PathBuf::from(format!("{}.json", out.display()));
+    let manifest = bundle::Manifest { bundle: name, bytes: bytes.len() as u64, shards: files };
+    let mpath = manifest_path(out);
     std::fs::write(&mpath, serde_json::to_vec_pretty(&manifest)?).with_context(|| format!("writing {}", mpath.display()))?;
     Ok(())
 }
 
-/// Reads a bundle from one file, or from its shards OUT.0, OUT.1, … when given either name.
+fn manifest_path(out: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.json", out.display()))
+}
+
+/// Deletes what an earlier build left at OUT (the file, its shards, its manifest), so a reader can
+/// never mix an old bundle with a new one.
+fn remove_stale(out: &Path) -> anyhow::Result<()> {
+    let mut stale = vec![out.to_path_buf(), manifest_path(out)];
+    stale.extend((0..).map(|i| PathBuf::from(format!("{}.{i}", out.display()))).take_while(|p| p.exists()));
+    for p in stale.iter().filter(|p| p.exists()) {
+        std::fs::remove_file(p).with_context(|| format!("removing stale {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// Reads a bundle through its manifest OUT.json (written by `index build`), or a plain bundle file.
 pub fn read_bundle(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let s = path.display().to_string();
-    let base = match s.strip_suffix(".0") {
-        Some(base) => base.to_string(),
-        None if path.is_file() => return std::fs::read(path).with_context(|| format!("reading {s}")),
-        None => s.clone(),
-    };
-    let mut shards = Vec::new();
-    while let Ok(b) = std::fs::read(format!("{base}.{}", shards.len())) {
-        shards.push(b);
+    let mpath = if path.extension().is_some_and(|e| e == "json") { path.to_path_buf() } else { manifest_path(path) };
+    if !mpath.is_file() {
+        return std::fs::read(path).with_context(|| format!("reading {} (no manifest {} beside it)", path.display(), mpath.display()));
     }
-    if shards.is_empty() {
-        bail!("no index at {s} (nor shards {base}.0, {base}.1, …)");
-    }
-    Ok(bundle::join(&shards)?)
+    let manifest: bundle::Manifest = serde_json::from_slice(&std::fs::read(&mpath).with_context(|| format!("reading {}", mpath.display()))?)
+        .with_context(|| format!("{}: not an index manifest", mpath.display()))?;
+    let dir = mpath.parent().unwrap_or(Path::new("."));
+    let parts = manifest
+        .shards
+        .iter()
+        .map(|s| std::fs::read(dir.join(s)).with_context(|| format!("reading shard {}", dir.join(s).display())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(bundle::assemble(&parts)?)
 }
 
 fn query(a: QueryArgs) -> anyhow::Result<()> {
