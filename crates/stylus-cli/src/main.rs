@@ -21,6 +21,11 @@ enum Cmd {
     /// Build or query an adapter index bundle.
     #[command(subcommand)]
     Index(commands::index::Cmd),
+    /// Generate images with an SD1.5 checkpoint on the CPU (PNG output).
+    Generate(commands::generate::Args),
+    /// Inspect LoRA adapter files.
+    #[command(subcommand)]
+    Lora(commands::lora::Cmd),
     /// Tokenize a prompt with SD1.5's CLIP tokenizer (77-token window, truncation reported).
     Tokenize(commands::tokenize::Args),
 }
@@ -39,8 +44,10 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Compose(a) => commands::compose::run(a),
+        Cmd::Generate(a) => commands::generate::run(a),
         Cmd::Index(c) => commands::index::run(c),
         Cmd::Inspect(a) => commands::inspect::run(a),
+        Cmd::Lora(c) => commands::lora::run(c),
         Cmd::Tokenize(a) => commands::tokenize::run(a),
     }
 }

@@ -1,1 +1,59 @@
-//! SD1.5 networks in burn (being written).
+//! SD1.5's networks in burn 0.22 — CLIP text encoder (`clip`), UNet2DConditionModel (`unet`),
+//! AutoencoderKL (`vae`) — loaded from `stylus_sd::checkpoint` resolutions (`load`), and the
+//! text-to-image pipeline (`pipeline`) with a platform-independent seeded noise source (`rng`).
+//!
+//! Ports of diffusers 0.42 (`unet_2d_condition.py`, `unet_2d_blocks.py`, `resnet.py`,
+//! `attention.py`, `attention_processor.py`, `transformer_2d.py`, `autoencoder_kl.py`, `vae.py`)
+//! and transformers 5 `modeling_clip.py`; candle's `stable_diffusion` module was a style reference.
+//!
+//! Backend: burn 0.22 tensors carry no backend type parameter — a [`Device`] picks the backend
+//! at run time, so every network here is backend-agnostic by construction. The `flex` feature
+//! (default) enables burn's pure-Rust CPU backend (`Device::flex()`); a GPU/WebGPU backend is one
+//! more cargo feature, with no change to this code.
+//!
+//! Struct fields are named after the checkpoint's (diffusers) key segments, and each network is
+//! built by walking those paths through a [`load::Loader`]; see `load.rs` for the one mapping.
+
+pub mod attention;
+pub mod clip;
+pub mod load;
+pub mod nn;
+pub mod pipeline;
+pub mod resnet;
+pub mod rng;
+pub mod unet;
+pub mod vae;
+
+pub use burn::tensor::Device;
+pub use clip::ClipTextModel;
+pub use load::{Checkpoint, Loader};
+pub use pipeline::{GenerateRequest, Generation, Image, ModelFiles, Pipeline, Progress, Stage};
+pub use rng::{NoiseSource, RecordedNoise, SeededNoise};
+pub use unet::UNet2DConditionModel;
+pub use vae::AutoencoderKL;
+
+/// The CPU device of the default build (burn's `flex` backend).
+#[cfg(feature = "flex")]
+pub fn cpu_device() -> Device {
+    Device::flex()
+}
+
+/// Every failure of this crate. Bad input gives one of these, never a panic.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Checkpoint parsing/resolution, tokenizer and scheduler errors.
+    #[error(transparent)]
+    Sd(#[from] stylus_sd::Error),
+    #[error("the model needs parameter `{0}`, which the checkpoint does not provide")]
+    MissingParam(String),
+    #[error("{count} checkpoint tensors are not used by the model (first: {first:?})")]
+    UnusedParams { count: usize, first: Vec<String> },
+    #[error("parameter `{path}` has shape {found:?}, the model expects {expected:?}")]
+    ParamShape { path: String, expected: Vec<usize>, found: Vec<usize> },
+    #[error("invalid request: {0}")]
+    Request(String),
+    #[error("backend: {0}")]
+    Backend(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

@@ -15,7 +15,8 @@ pub struct Args {
     config: String,
 }
 
-fn config(name: &str) -> anyhow::Result<SdConfig> {
+/// The `--config` presets (shared with `generate`).
+pub(crate) fn config(name: &str) -> anyhow::Result<SdConfig> {
     Ok(match name {
         "sd15" | "v1_5" => SdConfig::v1_5(),
         "tiny" => SdConfig::tiny(),
@@ -23,8 +24,18 @@ fn config(name: &str) -> anyhow::Result<SdConfig> {
     })
 }
 
-fn read(p: &Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read(p: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(p).with_context(|| format!("reading {}", p.display()))
+}
+
+/// The weights file of one component of a diffusers folder (safetensors only).
+pub(crate) fn diffusers_weights(model: &Path, comp: Component) -> anyhow::Result<PathBuf> {
+    let dir = model.join(comp.dir());
+    ["diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.fp16.safetensors", "model.fp16.safetensors"]
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.exists())
+        .with_context(|| format!("{} has no safetensors weights (pickled .bin files are refused)", dir.display()))
 }
 
 fn report(label: &str, res: &Resolution<'_>) {
@@ -40,12 +51,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let cfg = config(&a.config)?;
     if a.model.is_dir() {
         for comp in [Component::Unet, Component::Vae, Component::TextEncoder] {
-            let dir = a.model.join(comp.dir());
-            let file = ["diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.fp16.safetensors", "model.fp16.safetensors"]
-                .iter()
-                .map(|f| dir.join(f))
-                .find(|p| p.exists())
-                .with_context(|| format!("{} has no safetensors weights (pickled .bin files are refused)", dir.display()))?;
+            let file = diffusers_weights(&a.model, comp)?;
             let bytes = read(&file)?;
             let st = checkpoint::parse(&bytes).with_context(|| file.display().to_string())?;
             let res = checkpoint::resolve_diffusers(comp, &st, &cfg).with_context(|| file.display().to_string())?;

@@ -1,0 +1,159 @@
+//! `stylus generate`: text-to-image with an SD1.5 checkpoint (single `.safetensors` file or
+//! diffusers folder) on burn's CPU backend, written as PNG. The library (`stylus_diffusion`) does
+//! the work; this reads the files, shows progress and writes the images.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use stylus_diffusion::pipeline::Progress;
+use stylus_diffusion::{Checkpoint, GenerateRequest, Image, ModelFiles, Pipeline, Stage};
+use stylus_sd::{Component, SchedulerKind};
+
+use super::inspect::{config, diffusers_weights, read};
+use super::tokenize::EMBEDDED_TOKENIZER;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A single-file checkpoint (.safetensors) or a diffusers folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// Architecture preset: `sd15` (default) or `tiny` (the test fixture).
+    #[arg(long, default_value = "sd15")]
+    config: String,
+    #[arg(long)]
+    prompt: String,
+    #[arg(long, default_value = "")]
+    negative: String,
+    /// Denoising steps (the Stylus reference uses 35).
+    #[arg(long, default_value_t = 35)]
+    steps: usize,
+    /// Classifier-free guidance scale (≤ 1 disables guidance).
+    #[arg(long, default_value_t = 5.0)]
+    cfg: f32,
+    /// Seed of the platform-independent noise; image i of a batch uses seed + i.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 512)]
+    width: usize,
+    #[arg(long, default_value_t = 512)]
+    height: usize,
+    /// ddim, euler_a or dpmpp_2m_karras.
+    #[arg(long, default_value = "dpmpp_2m_karras")]
+    scheduler: String,
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Text-encoder layers to skip (diffusers `clip_skip`).
+    #[arg(long, default_value_t = 0)]
+    clip_skip: usize,
+    /// Output PNG; with --batch N > 1, OUT-0.png … OUT-(N-1).png.
+    #[arg(long, default_value = "out.png")]
+    out: PathBuf,
+    /// A tokenizer.json instead of the embedded SD1.5 CLIP tokenizer.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// The checkpoint files' bytes, kept alive while the pipeline loads.
+enum Files {
+    Single(Vec<u8>),
+    Diffusers([Vec<u8>; 3]),
+}
+
+fn read_model(model: &Path) -> anyhow::Result<Files> {
+    if model.is_dir() {
+        let part = |c| diffusers_weights(model, c).and_then(|p| read(&p));
+        Ok(Files::Diffusers([part(Component::Unet)?, part(Component::Vae)?, part(Component::TextEncoder)?]))
+    } else {
+        Ok(Files::Single(read(model)?))
+    }
+}
+
+/// Output paths for `n` images.
+fn out_paths(out: &Path, n: usize) -> Vec<PathBuf> {
+    if n == 1 {
+        return vec![out.to_path_buf()];
+    }
+    let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
+    let ext = out.extension().and_then(|s| s.to_str()).unwrap_or("png");
+    (0..n).map(|i| out.with_file_name(format!("{stem}-{i}.{ext}"))).collect()
+}
+
+/// Writes an 8-bit RGB PNG.
+pub fn write_png(path: &Path, img: &Image) -> anyhow::Result<()> {
+    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), img.width as u32, img.height as u32);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut w = enc.write_header().with_context(|| format!("writing {}", path.display()))?;
+    w.write_image_data(&img.rgb).with_context(|| format!("writing {}", path.display()))?;
+    w.finish().with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let cfg = config(&a.config)?;
+    let scheduler: SchedulerKind = a.scheduler.parse()?;
+    let tokenizer = match &a.tokenizer {
+        Some(p) => read(p)?,
+        None => EMBEDDED_TOKENIZER.to_vec(),
+    };
+    let files = read_model(&a.model)?;
+    let checkpoint = match &files {
+        Files::Single(b) => Checkpoint::SingleFile(b),
+        Files::Diffusers([u, v, t]) => Checkpoint::Diffusers { unet: u, vae: v, text_encoder: t },
+    };
+    let device = stylus_diffusion::cpu_device();
+    let pipe = Pipeline::load(&cfg, &ModelFiles { checkpoint, tokenizer_json: &tokenizer }, &device)
+        .with_context(|| format!("loading {}", a.model.display()))?;
+    drop(files);
+    if !pipe.ignored_keys().is_empty() && !a.quiet {
+        eprintln!("note: {} keys outside the SD1.5 networks ignored, e.g. {:?}", pipe.ignored_keys().len(), &pipe.ignored_keys()[..1]);
+    }
+    let req = GenerateRequest {
+        prompt: a.prompt,
+        negative: a.negative,
+        steps: a.steps,
+        cfg_scale: a.cfg,
+        seed: a.seed,
+        width: a.width,
+        height: a.height,
+        scheduler,
+        batch: a.batch,
+        clip_skip: a.clip_skip,
+        latents: None,
+    };
+    let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(req.steps as u64) };
+    bar.set_style(ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {elapsed_precise}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let mut on_progress = |p: Progress| {
+        let msg = match p.stage {
+            Stage::EncodingPrompt => "prompt",
+            Stage::Denoising => "denoising",
+            Stage::Decoding => "decoding",
+        };
+        bar.set_message(msg);
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+    };
+    let images = pipe.generate(&req, &mut on_progress)?;
+    bar.finish_and_clear();
+    for (img, path) in images.iter().zip(out_paths(&a.out, images.len())) {
+        write_png(&path, img)?;
+        println!("wrote {} ({}×{})", path.display(), img.width, img.height);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_outputs_are_numbered() {
+        assert_eq!(out_paths(Path::new("a/x.png"), 1), vec![PathBuf::from("a/x.png")]);
+        assert_eq!(out_paths(Path::new("a/x.png"), 2), vec![PathBuf::from("a/x-0.png"), PathBuf::from("a/x-1.png")]);
+    }
+}

@@ -1,0 +1,74 @@
+//! `stylus generate` end to end on the tiny SD1.5 fixture: the binary writes a PNG equal to the
+//! library's output for the same request, and refuses checkpoints that are not SD1.5.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use stylus_diffusion::{cpu_device, Checkpoint, GenerateRequest, ModelFiles, Pipeline};
+use stylus_sd::{SchedulerKind, SdConfig};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn stylus(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_stylus")).args(args).output().expect("run stylus")
+}
+
+fn read_png(path: &Path) -> (u32, u32, Vec<u8>) {
+    let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = dec.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((info.color_type, info.bit_depth), (png::ColorType::Rgb, png::BitDepth::Eight));
+    buf.truncate(info.buffer_size());
+    (info.width, info.height, buf)
+}
+
+#[test]
+fn generate_writes_the_library_image() {
+    let model = fixtures().join("tiny_sd/ldm/tiny_sd15_fp16.safetensors");
+    let out = std::env::temp_dir().join(format!("stylus-generate-{}.png", std::process::id()));
+    let prompt = "a watercolor fox";
+    let o = stylus(&[
+        "generate", "--model", model.to_str().unwrap(), "--config", "tiny", "--prompt", prompt, "--steps", "2",
+        "--width", "64", "--height", "64", "--seed", "7", "--quiet", "--out", out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stylus failed: {}", String::from_utf8_lossy(&o.stderr));
+    let (w, h, rgb) = read_png(&out);
+    std::fs::remove_file(&out).ok();
+
+    let bytes = std::fs::read(&model).unwrap();
+    let tok = std::fs::read(fixtures().join("tokenizer/tokenizer.json")).unwrap();
+    let files = ModelFiles { checkpoint: Checkpoint::SingleFile(&bytes), tokenizer_json: &tok };
+    let pipe = Pipeline::load(&SdConfig::tiny(), &files, &cpu_device()).unwrap();
+    let req = GenerateRequest { prompt: prompt.into(), steps: 2, width: 64, height: 64, seed: 7, scheduler: SchedulerKind::DpmPp2mKarras, ..Default::default() };
+    let lib = pipe.generate(&req, &mut |_| {}).unwrap();
+    assert_eq!((w, h), (64, 64));
+    assert_eq!(rgb, lib[0].rgb, "CLI PNG equals the library image");
+
+    // The diffusers folder holds the same (fp16-exact) weights: the same image.
+    let folder = fixtures().join("tiny_sd/diffusers");
+    let o = stylus(&[
+        "generate", "--model", folder.to_str().unwrap(), "--config", "tiny", "--prompt", prompt, "--steps", "2",
+        "--width", "64", "--height", "64", "--seed", "7", "--quiet", "--out", out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stylus failed: {}", String::from_utf8_lossy(&o.stderr));
+    let (_, _, rgb2) = read_png(&out);
+    std::fs::remove_file(&out).ok();
+    assert_eq!(rgb2, rgb, "diffusers folder and single file give the same PNG");
+}
+
+#[test]
+fn generate_refuses_what_is_not_sd15() {
+    let tiny = fixtures().join("tiny_sd/ldm/tiny_sd15_fp16.safetensors");
+    // The tiny file against the full SD1.5 table: wrong widths everywhere.
+    let o = stylus(&["generate", "--model", tiny.to_str().unwrap(), "--prompt", "x", "--quiet", "--out", "/nonexistent/x.png"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("SD1.5"), "{err}");
+    let pickle = fixtures().join("tiny_sd/ldm/tiny_pickle.ckpt");
+    let o = stylus(&["generate", "--model", pickle.to_str().unwrap(), "--config", "tiny", "--prompt", "x", "--quiet"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("pickled"), "{}", String::from_utf8_lossy(&o.stderr));
+}

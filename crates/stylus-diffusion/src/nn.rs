@@ -1,0 +1,167 @@
+//! The few layers SD1.5 is made of — Linear, Conv2d, GroupNorm, LayerNorm, Embedding — as plain
+//! structs whose fields are the checkpoint's `weight`/`bias`, plus the activations and host
+//! read-back helpers. Semantics follow `torch.nn` (GroupNorm/LayerNorm with biased variance).
+
+use burn::tensor::activation;
+use burn::tensor::module::{conv2d, embedding, layer_norm, linear};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::load::Loader;
+use crate::{Error, Result};
+
+/// `nn.Linear`. `weight` is stored `[in, out]` (burn's convention; the loader transposes the
+/// checkpoint's `[out, in]`).
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub weight: Tensor<2>,
+    pub bias: Option<Tensor<1>>,
+}
+
+impl Linear {
+    pub fn load(ld: &mut Loader<'_>, path: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Self> {
+        let weight = ld.take::<2>(&format!("{path}.weight"), [d_out, d_in])?.transpose();
+        let bias = if bias { Some(ld.take::<1>(&format!("{path}.bias"), [d_out])?) } else { None };
+        Ok(Linear { weight, bias })
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        linear(x, self.weight.clone(), self.bias.clone())
+    }
+}
+
+/// `nn.Conv2d` with square kernel, symmetric padding unless `pad` says otherwise.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    pub weight: Tensor<4>,
+    pub bias: Tensor<1>,
+    stride: usize,
+    /// (top, bottom) and (left, right) padding.
+    pad: [(usize, usize); 2],
+}
+
+impl Conv2d {
+    /// Loads `{path}.weight` `[cout, cin, k, k]` and `{path}.bias`; padding `k / 2`, stride 1.
+    pub fn load(ld: &mut Loader<'_>, path: &str, cin: usize, cout: usize, k: usize) -> Result<Self> {
+        let weight = ld.take::<4>(&format!("{path}.weight"), [cout, cin, k, k])?;
+        let bias = ld.take::<1>(&format!("{path}.bias"), [cout])?;
+        Ok(Conv2d { weight, bias, stride: 1, pad: [(k / 2, k / 2); 2] })
+    }
+
+    pub fn with_stride(mut self, stride: usize) -> Self {
+        self.stride = stride;
+        self
+    }
+
+    /// Explicit padding `[(top, bottom), (left, right)]`.
+    pub fn with_padding(mut self, pad: [(usize, usize); 2]) -> Self {
+        self.pad = pad;
+        self
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let opts = ConvOptions::new_with_padding([self.stride; 2], self.pad, [1, 1], 1);
+        conv2d(x, self.weight.clone(), Some(self.bias.clone()), opts)
+    }
+}
+
+/// `nn.GroupNorm(groups, C, eps, affine=True)` over `[B, C, H, W]`, two-pass mean/variance.
+#[derive(Debug, Clone)]
+pub struct GroupNorm {
+    pub weight: Tensor<1>,
+    pub bias: Tensor<1>,
+    groups: usize,
+    eps: f64,
+}
+
+impl GroupNorm {
+    pub fn load(ld: &mut Loader<'_>, path: &str, groups: usize, c: usize, eps: f64) -> Result<Self> {
+        if groups == 0 || !c.is_multiple_of(groups) {
+            return Err(Error::Request(format!("GroupNorm `{path}`: {c} channels are not divisible into {groups} groups")));
+        }
+        let weight = ld.take::<1>(&format!("{path}.weight"), [c])?;
+        let bias = ld.take::<1>(&format!("{path}.bias"), [c])?;
+        Ok(GroupNorm { weight, bias, groups, eps })
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, c, h, w] = x.dims();
+        let g = self.groups;
+        let xg = x.reshape([b, g, (c / g) * h * w]);
+        let mean = xg.clone().mean_dim(2);
+        let centered = xg - mean;
+        let var = centered.clone().square().mean_dim(2);
+        let normed = (centered / (var + self.eps).sqrt()).reshape([b, c, h, w]);
+        normed * self.weight.clone().reshape([1, c, 1, 1]) + self.bias.clone().reshape([1, c, 1, 1])
+    }
+}
+
+/// `nn.LayerNorm(C, eps)` over the last dimension.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    pub weight: Tensor<1>,
+    pub bias: Tensor<1>,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn load(ld: &mut Loader<'_>, path: &str, c: usize, eps: f64) -> Result<Self> {
+        let weight = ld.take::<1>(&format!("{path}.weight"), [c])?;
+        let bias = ld.take::<1>(&format!("{path}.bias"), [c])?;
+        Ok(LayerNorm { weight, bias, eps })
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        layer_norm(x, self.weight.clone(), Some(self.bias.clone()), self.eps)
+    }
+}
+
+/// `nn.Embedding`: `weight` `[num, dim]`.
+#[derive(Debug, Clone)]
+pub struct Embedding {
+    pub weight: Tensor<2>,
+}
+
+impl Embedding {
+    pub fn load(ld: &mut Loader<'_>, path: &str, num: usize, dim: usize) -> Result<Self> {
+        Ok(Embedding { weight: ld.take::<2>(&format!("{path}.weight"), [num, dim])? })
+    }
+
+    pub fn num_embeddings(&self) -> usize {
+        self.weight.dims()[0]
+    }
+
+    /// `[B, S]` ids → `[B, S, dim]`.
+    pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        embedding(self.weight.clone(), ids)
+    }
+}
+
+pub fn silu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    activation::silu(x)
+}
+
+/// CLIP's `quick_gelu`: `x · σ(1.702 x)`.
+pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    x.clone() * activation::sigmoid(x * 1.702)
+}
+
+/// Exact (erf) GELU, as `F.gelu` in diffusers' GEGLU.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    activation::gelu(x)
+}
+
+/// Reads a tensor back to host f32 values (row-major), whatever the device's float dtype.
+pub fn to_vec<const D: usize>(x: Tensor<D>) -> Result<Vec<f32>> {
+    let data = x.try_into_data().map_err(|e| Error::Backend(format!("{e:?}")))?;
+    data.convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))
+}
+
+/// Uploads host f32 values as a tensor of `shape`; errors when the lengths disagree.
+pub fn from_vec<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &burn::tensor::Device) -> Result<Tensor<D>> {
+    let n: usize = shape.iter().product();
+    if values.len() != n {
+        return Err(Error::Request(format!("{} values for a tensor of shape {shape:?} ({n} values)", values.len())));
+    }
+    Ok(Tensor::from_data(TensorData::new(values, shape), device))
+}

@@ -1,0 +1,241 @@
+//! Text-to-image generation with the three networks, as diffusers' `StableDiffusionPipeline`
+//! (`pipeline_stable_diffusion.py`) does it: tokenize → CLIP → `[negative…, prompt…]` batch →
+//! for each step `scale_model_input` → UNet → `ε_u + s (ε_c − ε_u)` → `scheduler.step` → VAE
+//! decode of `latents / scaling_factor` → `(x/2 + 0.5).clamp(0, 1) · 255`, rounded half-to-even as
+//! numpy does. Bytes in, tensors/pixels out: no file I/O. Schedulers are `stylus_sd`'s (host f32).
+
+use burn::tensor::{Device, Tensor};
+use stylus_sd::{ClipTokenizer, Scheduler, SchedulerKind, SdConfig};
+
+use crate::attention::AttentionConfig;
+use crate::load::{Checkpoint, Loader};
+use crate::nn::{from_vec, to_vec};
+use crate::rng::{NoiseSource, SeededNoise};
+use crate::{AutoencoderKL, ClipTextModel, Error, Result, UNet2DConditionModel};
+
+/// What a pipeline is loaded from.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelFiles<'a> {
+    pub checkpoint: Checkpoint<'a>,
+    /// SD1.5's CLIP `tokenizer.json`.
+    pub tokenizer_json: &'a [u8],
+}
+
+/// One generation request. `Default` is the Stylus reference setting (DPM++ 2M Karras, 35 steps,
+/// CFG 5, 512×512, one image).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateRequest {
+    pub prompt: String,
+    pub negative: String,
+    pub steps: usize,
+    /// Classifier-free guidance scale; ≤ 1 disables guidance (no negative pass), as diffusers.
+    pub cfg_scale: f32,
+    /// Image `b` of the batch uses seed `seed + b` (see `rng`).
+    pub seed: u64,
+    /// Pixels; multiples of 8.
+    pub width: usize,
+    pub height: usize,
+    pub scheduler: SchedulerKind,
+    pub batch: usize,
+    /// Text-encoder layers to skip (diffusers `clip_skip`; 0 = none).
+    pub clip_skip: usize,
+    /// Explicit N(0, 1) initial latents `[batch, 4, height/8, width/8]` instead of the seed's.
+    pub latents: Option<Vec<f32>>,
+}
+
+impl Default for GenerateRequest {
+    fn default() -> Self {
+        GenerateRequest {
+            prompt: String::new(),
+            negative: String::new(),
+            steps: 35,
+            cfg_scale: 5.0,
+            seed: 0,
+            width: 512,
+            height: 512,
+            scheduler: SchedulerKind::DpmPp2mKarras,
+            batch: 1,
+            clip_skip: 0,
+            latents: None,
+        }
+    }
+}
+
+/// Generation stage reported to the progress callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    EncodingPrompt,
+    /// `done` of `total` denoising steps finished.
+    Denoising,
+    /// `done` of `total` images decoded.
+    Decoding,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub stage: Stage,
+    pub done: usize,
+    pub total: usize,
+}
+
+/// An 8-bit RGB image, row-major, 3 bytes per pixel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub width: usize,
+    pub height: usize,
+    pub rgb: Vec<u8>,
+}
+
+/// Everything a generation produced.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub images: Vec<Image>,
+    /// Final latents `[batch, 4, h, w]` (before the 1/scaling division).
+    pub latents: Vec<f32>,
+    /// VAE output `[batch, 3, H, W]`, about [-1, 1].
+    pub decoded: Vec<f32>,
+}
+
+/// The loaded SD1.5 pipeline.
+pub struct Pipeline {
+    pub text_encoder: ClipTextModel,
+    pub unet: UNet2DConditionModel,
+    pub vae: AutoencoderKL,
+    pub tokenizer: ClipTokenizer,
+    /// Attention memory policy for every network.
+    pub attention: AttentionConfig,
+    cfg: SdConfig,
+    device: Device,
+    ignored_keys: Vec<String>,
+}
+
+/// `(x/2 + 0.5).clamp(0, 1) · 255` rounded half-to-even, `[3, H, W]` planes → interleaved RGB.
+pub fn to_rgb8(decoded: &[f32], width: usize, height: usize) -> Image {
+    let plane = width * height;
+    let mut rgb = vec![0u8; 3 * plane];
+    for c in 0..3 {
+        for (p, &v) in decoded[c * plane..(c + 1) * plane].iter().enumerate() {
+            rgb[3 * p + c] = ((v / 2.0 + 0.5).clamp(0.0, 1.0) * 255.0).round_ties_even() as u8;
+        }
+    }
+    Image { width, height, rgb }
+}
+
+impl Pipeline {
+    /// Loads the three networks and the tokenizer; every checkpoint tensor must be used.
+    pub fn load(cfg: &SdConfig, files: &ModelFiles<'_>, device: &Device) -> Result<Self> {
+        let tokenizer = ClipTokenizer::from_json_bytes(files.tokenizer_json)?;
+        let mut ld = Loader::from_checkpoint(cfg, files.checkpoint, device)?;
+        let text_encoder = ClipTextModel::load(&cfg.text, &mut ld)?;
+        let unet = UNet2DConditionModel::load(&cfg.unet, &mut ld)?;
+        let vae = AutoencoderKL::load(&cfg.vae, &mut ld)?;
+        ld.finish()?;
+        let ignored_keys = ld.ignored().to_vec();
+        Ok(Pipeline { text_encoder, unet, vae, tokenizer, attention: AttentionConfig::default(), cfg: cfg.clone(), device: device.clone(), ignored_keys })
+    }
+
+    pub fn config(&self) -> &SdConfig {
+        &self.cfg
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Keys of the file outside the three networks that loading skipped (e.g. bundled extras).
+    pub fn ignored_keys(&self) -> &[String] {
+        &self.ignored_keys
+    }
+
+    /// CLIP hidden states `[prompts, 77, hidden]` for 77-token windows of each prompt.
+    pub fn encode_prompts(&self, prompts: &[&str], clip_skip: usize) -> Result<Tensor<3>> {
+        let mut ids = Vec::with_capacity(prompts.len() * ClipTokenizer::MAX_LEN);
+        for p in prompts {
+            ids.extend(self.tokenizer.encode(p)?.ids);
+        }
+        self.text_encoder.forward(&ids, prompts.len(), clip_skip, &self.attention)
+    }
+
+    /// Generates `req.batch` images from the request's seed (or its explicit latents).
+    pub fn generate(&self, req: &GenerateRequest, progress: &mut dyn FnMut(Progress)) -> Result<Vec<Image>> {
+        let mut noise = SeededNoise { seed: req.seed };
+        Ok(self.generate_with(req, &mut noise, progress)?.images)
+    }
+
+    fn validate(&self, req: &GenerateRequest) -> Result<(usize, usize)> {
+        let bad = |m: String| Err(Error::Request(m));
+        if req.width == 0 || req.height == 0 || !req.width.is_multiple_of(8) || !req.height.is_multiple_of(8) {
+            return bad(format!("width and height must be positive multiples of 8, got {}×{}", req.width, req.height));
+        }
+        if req.width > 4096 || req.height > 4096 {
+            return bad(format!("{}×{} is larger than 4096×4096", req.width, req.height));
+        }
+        if req.batch == 0 || req.batch > 64 {
+            return bad(format!("batch must be between 1 and 64, got {}", req.batch));
+        }
+        if !req.cfg_scale.is_finite() {
+            return bad(format!("cfg_scale must be finite, got {}", req.cfg_scale));
+        }
+        let (h, w) = (req.height / 8, req.width / 8);
+        if let Some(l) = &req.latents {
+            let n = req.batch * self.cfg.unet.in_channels * h * w;
+            if l.len() != n {
+                return bad(format!("{} initial latent values given, [{}, {}, {h}, {w}] needs {n}", l.len(), req.batch, self.cfg.unet.in_channels));
+            }
+        }
+        Ok((h, w))
+    }
+
+    /// The full loop with an explicit noise source (explicit `req.latents` still win for the
+    /// initial latents); returns latents and decoded tensors too.
+    pub fn generate_with(&self, req: &GenerateRequest, noise: &mut dyn NoiseSource, progress: &mut dyn FnMut(Progress)) -> Result<Generation> {
+        let (h, w) = self.validate(req)?;
+        let mut sched = Scheduler::new(req.scheduler, req.steps)?;
+        let (b, c) = (req.batch, self.cfg.unet.in_channels);
+        let per_image = c * h * w;
+        let guided = req.cfg_scale > 1.0;
+
+        progress(Progress { stage: Stage::EncodingPrompt, done: 0, total: 1 });
+        let ctx = if guided {
+            let e = self.encode_prompts(&[&req.negative, &req.prompt], req.clip_skip)?;
+            let neg = e.clone().narrow(0, 0, 1).repeat_dim(0, b);
+            Tensor::cat(vec![neg, e.narrow(0, 1, 1).repeat_dim(0, b)], 0)
+        } else {
+            self.encode_prompts(&[&req.prompt], req.clip_skip)?.repeat_dim(0, b)
+        };
+
+        let mut x = match &req.latents {
+            Some(l) => l.clone(),
+            None => (0..b).map(|i| noise.initial(i, per_image)).collect::<Result<Vec<_>>>()?.concat(),
+        };
+        x.iter_mut().for_each(|v| *v *= sched.init_noise_sigma);
+
+        for i in 0..req.steps {
+            let d = sched.model_input_divisor(i);
+            let input = from_vec(x.iter().map(|v| v / d).collect(), [b, c, h, w], &self.device)?;
+            let input = if guided { Tensor::cat(vec![input.clone(), input], 0) } else { input };
+            let eps = to_vec(self.unet.forward(input, &[sched.timesteps[i]], &ctx, &self.attention)?)?;
+            let eps: Vec<f32> = if guided {
+                let (u, t) = eps.split_at(b * per_image);
+                u.iter().zip(t).map(|(&u, &t)| u + req.cfg_scale * (t - u)).collect()
+            } else {
+                eps
+            };
+            let step_noise = if sched.needs_noise() { Some((0..b).map(|k| noise.step(k, i, per_image)).collect::<Result<Vec<_>>>()?.concat()) } else { None };
+            sched.step(i, &mut x, &eps, step_noise.as_deref())?;
+            progress(Progress { stage: Stage::Denoising, done: i + 1, total: req.steps });
+        }
+
+        let scale = self.cfg.vae.scaling_factor as f32;
+        let mut decoded = Vec::with_capacity(b * 3 * req.width * req.height);
+        let mut images = Vec::with_capacity(b);
+        for k in 0..b {
+            let z: Vec<f32> = x[k * per_image..(k + 1) * per_image].iter().map(|v| v / scale).collect();
+            let out = to_vec(self.vae.decode(from_vec(z, [1, c, h, w], &self.device)?, &self.attention)?)?;
+            images.push(to_rgb8(&out, req.width, req.height));
+            decoded.extend(out);
+            progress(Progress { stage: Stage::Decoding, done: k + 1, total: b });
+        }
+        Ok(Generation { images, latents: x, decoded })
+    }
+}
