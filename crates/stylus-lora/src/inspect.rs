@@ -11,7 +11,7 @@ use crate::file::{open, Format, LoraFile, Summary};
 use crate::keys::{classify, KeyClass, Naming, Part};
 use crate::meta::{kohya_meta, KohyaMeta};
 use crate::table::ModuleTable;
-use crate::tensor::dtype_name;
+use crate::tensor::{checked_numel, dtype_name};
 use crate::Error;
 
 /// What `inspect` found.
@@ -40,7 +40,7 @@ fn format_from_keys<'a>(keys: impl Iterator<Item = (&'a str, &'a [usize])>) -> O
             (_, Part::LokrW1 | Part::LokrW1A | Part::LokrW1B | Part::LokrW2 | Part::LokrW2A | Part::LokrW2B | Part::LokrT2) => {
                 Format::LoKr
             }
-            (Naming::Kohya, Part::Down) if shape.get(2..).is_some_and(|k| k.iter().product::<usize>() > 1) => Format::LoCon,
+            (Naming::Kohya, Part::Down) if shape.get(2..).is_some_and(|k| checked_numel(k).is_none_or(|n| n > 1)) => Format::LoCon,
             (Naming::Kohya, _) => Format::Kohya,
             (Naming::Peft, _) => Format::Peft,
             (Naming::DiffusersLegacy, _) => Format::DiffusersLegacy,

@@ -227,6 +227,16 @@ fn mutated_valid_files_never_panic() {
         }
         assert!(n > 1000, "{n}");
     }
+    // Zero-sized tensors with huge other dimensions pass safetensors' checks; no overflow here.
+    let huge = 1usize << 40;
+    for shape in [vec![0, 0, huge, huge], vec![0, 8, huge, huge], vec![huge, 0]] {
+        let mut ts = kohya("lora_unet_down_blocks_0_resnets_0_conv1", &[2, 8, 3, 3], &[8, 2, 1, 1]);
+        ts[0] = T { name: ts[0].name.clone(), dtype: Dtype::F32, shape: shape.clone(), data: vec![] };
+        let b = write(&ts, None);
+        assert!(LoraFile::parse(&b, &t).is_err(), "{shape:?}");
+        let i = stylus_lora::inspect(&b, &t).unwrap();
+        assert!(i.error.is_some());
+    }
     let meta = BTreeMap::from([("lora_adapter_metadata".to_string(), "{\"unet.r\": 1e999}".to_string())]);
     let _ = LoraFile::parse(&write(&kohya(Q, &[4, 8], &[8, 4]), Some(meta)), &t);
 }

@@ -48,9 +48,13 @@ pub fn check_not_pickle(bytes: &[u8]) -> Result<(), Error> {
 }
 
 /// Parses a safetensors file from bytes, refusing pickled checkpoints with a conversion hint.
+/// The pickle sniff runs only when the bytes are not valid safetensors: a header length such as
+/// 640 (`80 02 …`) starts like a pickle but is a valid file.
 pub fn parse(bytes: &[u8]) -> Result<SafeTensors<'_>, Error> {
-    check_not_pickle(bytes)?;
-    SafeTensors::deserialize(bytes).map_err(|e| Error::Safetensors(e.to_string()))
+    SafeTensors::deserialize(bytes).or_else(|e| {
+        check_not_pickle(bytes)?;
+        Err(Error::Safetensors(e.to_string()))
+    })
 }
 
 /// Detects checkpoints of other model families by their tell-tale keys.
@@ -219,6 +223,20 @@ mod tests {
         assert!(matches!(check_not_pickle(b"PK\x03\x04rest"), Err(Error::PickleRefused)));
         assert!(matches!(check_not_pickle(&[0x80, 0x02, 0x7d]), Err(Error::PickleRefused)));
         assert!(check_not_pickle(b"\x08\x00\x00\x00\x00\x00\x00\x00{}").is_ok());
+    }
+
+    #[test]
+    fn a_header_length_that_looks_like_pickle_is_still_safetensors() {
+        // header of exactly 640 bytes: the file starts with 0x80 0x02, like a pickle protocol 2
+        let mut json = String::from("{\"__metadata__\":{\"pad\":\"");
+        let fill = 640 - json.len() - 3;
+        json.push_str(&"x".repeat(fill));
+        json.push_str("\"}}");
+        assert_eq!(json.len(), 640);
+        let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(json.as_bytes());
+        assert_eq!(&bytes[..2], &[0x80, 0x02]);
+        assert!(parse(&bytes).is_ok());
     }
 
     #[test]
