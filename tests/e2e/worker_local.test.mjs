@@ -35,7 +35,12 @@ test('POST /v1/compose: topics, adapters, one mask per image, final weights', as
       assert.match(a.model_page, /^https:\/\/civitai\.com\/models\/\d+$/);
     }
   }
-  assert.ok(chosen.size >= 1, 'the demo index has watercolor/forest/night adapters');
+  // the committed demo index has these: two watercolor styles (at most two styles in all), forest and night backgrounds
+  const byTopic = (name) => j.topics.find((t) => t.name === name)?.adapters.map((a) => a.id) ?? [];
+  assert.ok(byTopic('watercolor painting').includes(56082), JSON.stringify(j.topics.map((t) => t.name)));
+  assert.ok(byTopic('forest').includes(84918));
+  assert.ok(byTopic('night').includes(62217));
+  assert.ok([...chosen.values()].filter((a) => a.category === 'style').length <= 2);
   assert.equal(j.images.length, 4);
   for (const img of j.images) {
     assert.match(img.prompt, /realistic, best quality$/);
