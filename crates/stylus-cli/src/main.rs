@@ -32,6 +32,13 @@ enum Cmd {
 
 /// Prints errors as one readable chain (no backtrace, even with RUST_BACKTRACE set) and exits 1.
 fn main() -> std::process::ExitCode {
+    // Like other Unix tools, end quietly when the reader of stdout goes away (`stylus … | head`)
+    // instead of panicking on EPIPE: restore the default SIGPIPE action Rust's runtime ignores.
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
