@@ -36,17 +36,9 @@ pub(crate) fn dtype_name(dtype: Dtype) -> String {
 
 /// Converts a tensor to f32, refusing other dtypes and non-finite values.
 pub(crate) fn to_f32(key: &str, view: &TensorView<'_>) -> Result<Tensor, Error> {
-    let b = view.data();
-    let data: Vec<f32> = match view.dtype() {
-        Dtype::F32 => b.chunks_exact(4).filter_map(|c| c.try_into().ok()).map(f32::from_le_bytes).collect(),
-        Dtype::F16 => {
-            b.chunks_exact(2).filter_map(|c| c.try_into().ok()).map(|c| half::f16::from_le_bytes(c).to_f32()).collect()
-        }
-        Dtype::BF16 => {
-            b.chunks_exact(2).filter_map(|c| c.try_into().ok()).map(|c| half::bf16::from_le_bytes(c).to_f32()).collect()
-        }
-        other => return Err(Error::UnsupportedDtype { key: key.to_string(), dtype: dtype_name(other) }),
-    };
+    // The dtype conversion is the checkpoint loader's (F32/F16/BF16, little endian).
+    let data = stylus_sd::checkpoint::to_f32(view)
+        .map_err(|_| Error::UnsupportedDtype { key: key.to_string(), dtype: dtype_name(view.dtype()) })?;
     // safetensors validated data length == numel × size; re-check rather than trust it.
     if checked_numel(view.shape()) != Some(data.len()) {
         return Err(Error::Safetensors(format!("tensor `{key}`: data length does not match its shape")));
