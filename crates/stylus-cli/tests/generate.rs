@@ -72,3 +72,74 @@ fn generate_refuses_what_is_not_sd15() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("pickled"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+fn tiny_pipeline() -> Pipeline {
+    let bytes = std::fs::read(fixtures().join("tiny_sd/ldm/tiny_sd15_fp16.safetensors")).unwrap();
+    let tok = std::fs::read(fixtures().join("tokenizer/tokenizer.json")).unwrap();
+    Pipeline::load(&SdConfig::tiny(), &ModelFiles { checkpoint: Checkpoint::SingleFile(&bytes), tokenizer_json: &tok }, &cpu_device()).unwrap()
+}
+
+fn tiny_lora(name: &str) -> stylus_lora::LoraFile {
+    let bytes = std::fs::read(fixtures().join("lora").join(name)).unwrap();
+    stylus_lora::LoraFile::parse(&bytes, &stylus_lora::ModuleTable::new(&SdConfig::tiny()).unwrap()).unwrap()
+}
+
+/// `--lora FILE:W` (repeatable) and `--mask` per image give the library's images for the same adapters.
+#[test]
+fn generate_with_loras_and_masks_equals_the_library() {
+    let model = fixtures().join("tiny_sd/ldm/tiny_sd15_fp16.safetensors");
+    let kohya = fixtures().join("lora/kohya_lora.safetensors");
+    let locon = fixtures().join("lora/kohya_locon.safetensors");
+    let dir = std::env::temp_dir().join(format!("stylus-generate-lora-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("img.png");
+    let (k_arg, l_arg) = (format!("{}:0.7", kohya.display()), format!("{}:0.5", locon.display()));
+    let base = [
+        "generate", "--model", model.to_str().unwrap(), "--config", "tiny", "--prompt", "a fox", "--steps", "2",
+        "--width", "64", "--height", "64", "--seed", "3", "--quiet", "--out", out.to_str().unwrap(),
+    ];
+    let run = |extra: &[&str]| {
+        let o = stylus(&[&base[..], extra].concat());
+        assert!(o.status.success(), "stylus failed: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    let req = |seed, batch| GenerateRequest { prompt: "a fox".into(), steps: 2, width: 64, height: 64, seed, batch, ..Default::default() };
+    let (fk, fl) = (tiny_lora("kohya_lora.safetensors"), tiny_lora("kohya_locon.safetensors"));
+    let mut pipe = tiny_pipeline();
+    let plain = pipe.generate(&req(3, 1), &mut |_| {}).unwrap();
+
+    run(&["--lora", &k_arg, "--lora", &l_arg]);
+    let (_, _, rgb) = read_png(&out);
+    pipe.set_adapters(&[(&fk, 0.7), (&fl, 0.5)]).unwrap();
+    let lib = pipe.generate(&req(3, 1), &mut |_| {}).unwrap();
+    assert_eq!(rgb, lib[0].rgb, "CLI with two LoRAs equals the library");
+    assert_ne!(rgb, plain[0].rgb, "the adapters change the image");
+
+    run(&["--lora", &k_arg, "--lora", &l_arg, "--mask", "1,0", "--mask", "0,1"]);
+    pipe.set_adapters_per_image(&[&fk, &fl], &[vec![0.7, 0.0], vec![0.0, 0.5]]).unwrap();
+    let lib = pipe.generate(&req(3, 2), &mut |_| {}).unwrap();
+    for (i, img) in lib.iter().enumerate() {
+        let (_, _, rgb) = read_png(&dir.join(format!("img-{i}.png")));
+        assert_eq!(rgb, img.rgb, "masked image {i}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn generate_refuses_bad_lora_arguments_with_a_message() {
+    let model = fixtures().join("tiny_sd/ldm/tiny_sd15_fp16.safetensors");
+    let kohya = fixtures().join("lora/kohya_lora.safetensors");
+    let base = [
+        "generate", "--model", model.to_str().unwrap(), "--config", "tiny", "--prompt", "x", "--steps", "1", "--width",
+        "64", "--height", "64", "--quiet", "--out", "/nonexistent/x.png",
+    ];
+    let fails = |extra: &[&str], want: &str| {
+        let o = stylus(&[&base[..], extra].concat());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(want), "expected `{want}` in: {err}");
+    };
+    // A checkpoint is not a LoRA: no tensor matches a module.
+    fails(&["--lora", model.to_str().unwrap()], "no tensor of this file matches");
+    fails(&["--lora", "/nonexistent/a.safetensors:0.5"], "/nonexistent/a.safetensors");
+    fails(&["--lora", &format!("{}:0.5", kohya.display()), "--mask", "1,1"], "2 entries for 1");
+    fails(&["--mask", "1"], "--mask needs --lora");
+}

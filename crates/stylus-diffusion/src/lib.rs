@@ -17,6 +17,7 @@
 pub mod attention;
 pub mod clip;
 pub mod load;
+pub mod lora;
 pub mod nn;
 pub mod pipeline;
 pub mod resnet;
@@ -27,6 +28,7 @@ pub mod vae;
 pub use burn::tensor::Device;
 pub use clip::ClipTextModel;
 pub use load::{Checkpoint, Loader};
+pub use lora::{ApplyReport, LoraHost};
 pub use pipeline::{GenerateRequest, Generation, Image, ModelFiles, Pipeline, Progress, Stage};
 pub use rng::{NoiseSource, RecordedNoise, SeededNoise};
 pub use unet::UNet2DConditionModel;
@@ -50,6 +52,9 @@ pub enum Error {
     UnusedParams { count: usize, first: Vec<String> },
     #[error("parameter `{path}` has shape {found:?}, the model expects {expected:?}")]
     ParamShape { path: String, expected: Vec<usize>, found: Vec<usize> },
+    /// LoRA refusals (bad weight, shape mismatch with this model, …).
+    #[error(transparent)]
+    Lora(#[from] stylus_lora::Error),
     #[error("invalid request: {0}")]
     Request(String),
     #[error("backend: {0}")]

@@ -25,6 +25,7 @@ use safetensors::tensor::TensorView;
 use stylus_sd::checkpoint::{self, Resolution};
 use stylus_sd::{sd_params, Component, SdConfig};
 
+use crate::lora::{ConvPatch, LinearPatch, LoraHost, PatchSlot};
 use crate::nn::from_vec;
 use crate::{Error, Result};
 
@@ -59,6 +60,8 @@ pub struct Loader<'a> {
     /// Dry run: record requests, return placeholder tensors.
     dry_run: bool,
     requested: Vec<(Component, String, Vec<usize>)>,
+    /// Every UNet / text-encoder Linear and Conv2d loaded so far, for LoRA patches.
+    lora: LoraHost,
 }
 
 impl<'a> Loader<'a> {
@@ -70,6 +73,7 @@ impl<'a> Loader<'a> {
             ignored: Vec::new(),
             dry_run: false,
             requested: Vec::new(),
+            lora: LoraHost::default(),
         }
     }
 
@@ -178,6 +182,21 @@ impl<'a> Loader<'a> {
         from_vec(values, shape, &self.device)
     }
 
+    /// Registers a loaded Linear layer (module path without `.weight`) for LoRA patches.
+    pub(crate) fn register_linear(&mut self, path: &str, weight: &Tensor<2>) -> PatchSlot<LinearPatch> {
+        self.lora.register_linear(self.component, path, weight)
+    }
+
+    /// Registers a loaded Conv2d layer for LoRA patches.
+    pub(crate) fn register_conv(&mut self, path: &str, weight: &Tensor<4>) -> PatchSlot<ConvPatch> {
+        self.lora.register_conv(self.component, path, weight)
+    }
+
+    /// The LoRA registry of the networks loaded so far (moved out; later loads start a new one).
+    pub fn take_lora_host(&mut self) -> LoraHost {
+        std::mem::take(&mut self.lora)
+    }
+
     /// Errors when tensors remain that no model asked for.
     pub fn finish(&self) -> Result<()> {
         if self.entries.is_empty() {
@@ -219,8 +238,7 @@ mod tests {
     fn missing_and_extra_parameters_are_named() {
         let device = crate::cpu_device();
         let cfg = SdConfig::tiny();
-        let mut values: HashMap<String, Vec<f32>> =
-            sd_params(&cfg).into_iter().map(|p| (p.path.clone(), vec![0.0; p.numel()])).collect();
+        let mut values: HashMap<String, Vec<f32>> = sd_params(&cfg).into_iter().map(|p| (p.path.clone(), vec![0.0; p.numel()])).collect();
         values.remove("mid_block.attentions.0.proj_in.weight");
         match Loader::from_values(&cfg, values.clone(), &device) {
             Err(Error::MissingParam(p)) => assert_eq!(p, "mid_block.attentions.0.proj_in.weight"),

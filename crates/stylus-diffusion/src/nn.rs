@@ -3,38 +3,44 @@
 //! read-back helpers. Semantics follow `torch.nn` (GroupNorm/LayerNorm with biased variance).
 
 use burn::tensor::activation;
-use burn::tensor::module::{conv2d, embedding, layer_norm, linear};
+use burn::tensor::module::{embedding, layer_norm};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::load::Loader;
+use crate::lora::{conv_forward, linear_forward, ConvPatch, LinearPatch, PatchSlot};
 use crate::{Error, Result};
 
 /// `nn.Linear`. `weight` is stored `[in, out]` (burn's convention; the loader transposes the
-/// checkpoint's `[out, in]`).
+/// checkpoint's `[out, in]`). `adapters` holds the LoRA patch, if any (`crate::lora`); `weight`
+/// itself is never modified.
 #[derive(Debug, Clone)]
 pub struct Linear {
     pub weight: Tensor<2>,
     pub bias: Option<Tensor<1>>,
+    adapters: PatchSlot<LinearPatch>,
 }
 
 impl Linear {
     pub fn load(ld: &mut Loader<'_>, path: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Self> {
         let weight = ld.take::<2>(&format!("{path}.weight"), [d_out, d_in])?.transpose();
         let bias = if bias { Some(ld.take::<1>(&format!("{path}.bias"), [d_out])?) } else { None };
-        Ok(Linear { weight, bias })
+        let adapters = ld.register_linear(path, &weight);
+        Ok(Linear { weight, bias, adapters })
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        linear(x, self.weight.clone(), self.bias.clone())
+        linear_forward(&self.adapters, x, &self.weight, &self.bias)
     }
 }
 
-/// `nn.Conv2d` with square kernel, symmetric padding unless `pad` says otherwise.
+/// `nn.Conv2d` with square kernel, symmetric padding unless `pad` says otherwise; LoRA patch in
+/// `adapters` as for [`Linear`].
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     pub weight: Tensor<4>,
     pub bias: Tensor<1>,
+    adapters: PatchSlot<ConvPatch>,
     stride: usize,
     /// (top, bottom) and (left, right) padding.
     pad: [(usize, usize); 2],
@@ -45,7 +51,8 @@ impl Conv2d {
     pub fn load(ld: &mut Loader<'_>, path: &str, cin: usize, cout: usize, k: usize) -> Result<Self> {
         let weight = ld.take::<4>(&format!("{path}.weight"), [cout, cin, k, k])?;
         let bias = ld.take::<1>(&format!("{path}.bias"), [cout])?;
-        Ok(Conv2d { weight, bias, stride: 1, pad: [(k / 2, k / 2); 2] })
+        let adapters = ld.register_conv(path, &weight);
+        Ok(Conv2d { weight, bias, adapters, stride: 1, pad: [(k / 2, k / 2); 2] })
     }
 
     pub fn with_stride(mut self, stride: usize) -> Self {
@@ -61,7 +68,7 @@ impl Conv2d {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let opts = ConvOptions::new_with_padding([self.stride; 2], self.pad, [1, 1], 1);
-        conv2d(x, self.weight.clone(), Some(self.bias.clone()), opts)
+        conv_forward(&self.adapters, x, &self.weight, &self.bias, opts)
     }
 }
 
@@ -157,11 +164,22 @@ pub fn to_vec<const D: usize>(x: Tensor<D>) -> Result<Vec<f32>> {
     data.convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))
 }
 
+thread_local! {
+    static UPLOADED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Bytes this thread has uploaded through [`from_vec`] (weights at load, adapter factors,
+/// latents): how tests and benchmarks see what an operation sent to the device.
+pub fn uploaded_bytes() -> u64 {
+    UPLOADED.with(|u| u.get())
+}
+
 /// Uploads host f32 values as a tensor of `shape`; errors when the lengths disagree.
 pub fn from_vec<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &burn::tensor::Device) -> Result<Tensor<D>> {
     let n: usize = shape.iter().product();
     if values.len() != n {
         return Err(Error::Request(format!("{} values for a tensor of shape {shape:?} ({n} values)", values.len())));
     }
+    UPLOADED.with(|u| u.set(u.get() + 4 * n as u64));
     Ok(Tensor::from_data(TensorData::new(values, shape), device))
 }

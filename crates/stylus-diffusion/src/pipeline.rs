@@ -9,6 +9,7 @@ use stylus_sd::{ClipTokenizer, Scheduler, SchedulerKind, SdConfig};
 
 use crate::attention::AttentionConfig;
 use crate::load::{Checkpoint, Loader};
+use crate::lora::{ApplyReport, LoraHost};
 use crate::nn::{from_vec, to_vec};
 use crate::rng::{NoiseSource, SeededNoise};
 use crate::{AutoencoderKL, ClipTextModel, Error, Result, UNet2DConditionModel};
@@ -107,6 +108,9 @@ pub struct Pipeline {
     cfg: SdConfig,
     device: Device,
     ignored_keys: Vec<String>,
+    lora: LoraHost,
+    /// Images of the installed per-image adapter set (a batch must have exactly this many).
+    adapter_images: Option<usize>,
 }
 
 /// `(x/2 + 0.5).clamp(0, 1) · 255` rounded half-to-even, `[3, H, W]` planes → interleaved RGB.
@@ -131,7 +135,47 @@ impl Pipeline {
         let vae = AutoencoderKL::load(&cfg.vae, &mut ld)?;
         ld.finish()?;
         let ignored_keys = ld.ignored().to_vec();
-        Ok(Pipeline { text_encoder, unet, vae, tokenizer, attention: AttentionConfig::default(), cfg: cfg.clone(), device: device.clone(), ignored_keys })
+        let lora = ld.take_lora_host();
+        Ok(Pipeline {
+            text_encoder,
+            unet,
+            vae,
+            tokenizer,
+            attention: AttentionConfig::default(),
+            cfg: cfg.clone(),
+            device: device.clone(),
+            ignored_keys,
+            lora,
+            adapter_images: None,
+        })
+    }
+
+    /// Applies LoRA adapters with one final weight each to every image (merged on the device from
+    /// the pristine base weights; replaces the previous set; `&[]` restores the base exactly).
+    pub fn set_adapters(&mut self, adapters: &[(&stylus_lora::LoraFile, f32)]) -> Result<ApplyReport> {
+        let report = self.lora.set(adapters, &self.device)?;
+        self.adapter_images = None;
+        Ok(report)
+    }
+
+    /// Applies adapters with per-image weights (`weights[image][adapter]`, Stylus' masks): the next
+    /// generations must have `batch == weights.len()`, and image `b` gets its own adapter mix in
+    /// one batched pass through the text encoder and the UNet.
+    pub fn set_adapters_per_image(&mut self, files: &[&stylus_lora::LoraFile], weights: &[Vec<f32>]) -> Result<ApplyReport> {
+        let report = self.lora.set_per_image(files, weights, &self.device)?;
+        self.adapter_images = report.per_image.then_some(weights.len());
+        Ok(report)
+    }
+
+    /// Back to the base weights (bit-exact: they are never modified).
+    pub fn clear_adapters(&mut self) {
+        self.lora.clear();
+        self.adapter_images = None;
+    }
+
+    /// The adapter registry (which modules exist, the weights in use).
+    pub fn lora(&self) -> &LoraHost {
+        &self.lora
     }
 
     pub fn config(&self) -> &SdConfig {
@@ -173,6 +217,9 @@ impl Pipeline {
         if req.batch == 0 || req.batch > 64 {
             return bad(format!("batch must be between 1 and 64, got {}", req.batch));
         }
+        if let Some(n) = self.adapter_images.filter(|&n| n != req.batch) {
+            return bad(format!("the per-image adapter set is for {n} images; the request asks for a batch of {}", req.batch));
+        }
         if !req.cfg_scale.is_finite() {
             return bad(format!("cfg_scale must be finite, got {}", req.cfg_scale));
         }
@@ -196,7 +243,12 @@ impl Pipeline {
         let guided = req.cfg_scale > 1.0;
 
         progress(Progress { stage: Stage::EncodingPrompt, done: 0, total: 1 });
-        let ctx = if guided {
+        let ctx = if self.adapter_images.is_some() {
+            // Per-image adapters change the text encoder per row: encode every row of the batch.
+            let mut rows: Vec<&str> = if guided { vec![req.negative.as_str(); b] } else { Vec::new() };
+            rows.extend(std::iter::repeat_n(req.prompt.as_str(), b));
+            self.encode_prompts(&rows, req.clip_skip)?
+        } else if guided {
             let e = self.encode_prompts(&[&req.negative, &req.prompt], req.clip_skip)?;
             let neg = e.clone().narrow(0, 0, 1).repeat_dim(0, b);
             Tensor::cat(vec![neg, e.narrow(0, 1, 1).repeat_dim(0, b)], 0)

@@ -8,6 +8,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use stylus_diffusion::pipeline::Progress;
 use stylus_diffusion::{Checkpoint, GenerateRequest, Image, ModelFiles, Pipeline, Stage};
+use stylus_lora::{LoraFile, ModuleTable};
 use stylus_sd::{Component, SchedulerKind};
 
 use super::inspect::{config, diffusers_weights, read};
@@ -41,6 +42,7 @@ pub struct Args {
     /// ddim, euler_a or dpmpp_2m_karras.
     #[arg(long, default_value = "dpmpp_2m_karras")]
     scheduler: String,
+    /// Images per run (with --mask: the number of masks).
     #[arg(long, default_value_t = 1)]
     batch: usize,
     /// Text-encoder layers to skip (diffusers `clip_skip`).
@@ -52,9 +54,84 @@ pub struct Args {
     /// A tokenizer.json instead of the embedded SD1.5 CLIP tokenizer.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
+    /// A LoRA to apply, `FILE:WEIGHT` (weight defaults to 0.8); repeatable. kohya/A1111, LoCon,
+    /// LyCORIS LoHa/LoKr and diffusers/PEFT files. Base weights stay untouched.
+    #[arg(long = "lora", value_name = "FILE[:WEIGHT]")]
+    loras: Vec<String>,
+    /// A per-image mask over the --lora adapters, e.g. `1,0,1` (one factor per adapter, multiplied
+    /// with its weight); repeatable, one per image: the batch becomes the number of masks and all
+    /// images run in one pass with their own adapter mix (Stylus' `one_hot_loras` masks).
+    #[arg(long = "mask", value_name = "F,F,…")]
+    masks: Vec<String>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+}
+
+/// `FILE[:WEIGHT]`: the weight is what follows the last `:` when it parses as a number.
+fn parse_lora_arg(arg: &str) -> anyhow::Result<(PathBuf, f32)> {
+    if let Some((file, w)) = arg.rsplit_once(':') {
+        if let Ok(weight) = w.trim().parse::<f32>() {
+            anyhow::ensure!(weight.is_finite(), "--lora {arg}: the weight must be a finite number");
+            anyhow::ensure!(!file.is_empty(), "--lora {arg}: no file given");
+            return Ok((PathBuf::from(file), weight));
+        }
+    }
+    Ok((PathBuf::from(arg), 0.8))
+}
+
+/// One `--mask` per image → per-image weights (`mask factor × adapter weight`).
+fn parse_masks(masks: &[String], weights: &[f32]) -> anyhow::Result<Vec<Vec<f32>>> {
+    masks
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let f: Vec<f32> = m
+                .split(',')
+                .map(|x| x.trim().parse::<f32>().map_err(|_| anyhow::anyhow!("--mask {m}: `{x}` is not a number")))
+                .collect::<anyhow::Result<_>>()?;
+            anyhow::ensure!(f.len() == weights.len(), "--mask #{} `{m}` has {} entries for {} --lora adapters", i + 1, f.len(), weights.len());
+            anyhow::ensure!(f.iter().all(|v| v.is_finite()), "--mask {m}: factors must be finite");
+            Ok(f.iter().zip(weights).map(|(a, w)| a * w).collect())
+        })
+        .collect()
+}
+
+/// Reads, parses and installs the `--lora` adapters (uniform or per-image `--mask`s).
+fn apply_loras(pipe: &mut Pipeline, a: &Args) -> anyhow::Result<()> {
+    if a.loras.is_empty() {
+        anyhow::ensure!(a.masks.is_empty(), "--mask needs --lora adapters");
+        return Ok(());
+    }
+    let table = ModuleTable::new(pipe.config())?;
+    let mut files = Vec::new();
+    let mut weights = Vec::new();
+    for arg in &a.loras {
+        let (path, w) = parse_lora_arg(arg)?;
+        let bytes = read(&path)?;
+        let lora = LoraFile::parse(&bytes, &table).with_context(|| format!("LoRA {}", path.display()))?;
+        if !a.quiet {
+            let s = lora.summary();
+            eprintln!(
+                "lora {} ({:?}): {} UNet + {} text-encoder modules, weight {w}{}",
+                path.display(),
+                s.format,
+                s.unet_modules,
+                s.text_encoder_modules,
+                if s.unmatched.is_empty() { String::new() } else { format!("; {} keys unmatched, e.g. {}", s.unmatched.len(), s.unmatched[0].key) }
+            );
+        }
+        files.push(lora);
+        weights.push(w);
+    }
+    let refs: Vec<&LoraFile> = files.iter().collect();
+    if a.masks.is_empty() {
+        let set: Vec<(&LoraFile, f32)> = refs.iter().copied().zip(weights.iter().copied()).collect();
+        pipe.set_adapters(&set)?;
+    } else {
+        pipe.set_adapters_per_image(&refs, &parse_masks(&a.masks, &weights)?)?;
+    }
+    Ok(())
 }
 
 /// The checkpoint files' bytes, kept alive while the pipeline loads.
@@ -107,9 +184,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         Files::Diffusers([u, v, t]) => Checkpoint::Diffusers { unet: u, vae: v, text_encoder: t },
     };
     let device = stylus_diffusion::cpu_device();
-    let pipe = Pipeline::load(&cfg, &ModelFiles { checkpoint, tokenizer_json: &tokenizer }, &device)
-        .with_context(|| format!("loading {}", a.model.display()))?;
+    let mut pipe =
+        Pipeline::load(&cfg, &ModelFiles { checkpoint, tokenizer_json: &tokenizer }, &device).with_context(|| format!("loading {}", a.model.display()))?;
     drop(files);
+    apply_loras(&mut pipe, &a)?;
+    let batch = if a.masks.is_empty() { a.batch } else { a.masks.len() };
     if !pipe.ignored_keys().is_empty() && !a.quiet {
         eprintln!("note: {} keys outside the SD1.5 networks ignored, e.g. {:?}", pipe.ignored_keys().len(), &pipe.ignored_keys()[..1]);
     }
@@ -122,7 +201,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         width: a.width,
         height: a.height,
         scheduler,
-        batch: a.batch,
+        batch,
         clip_skip: a.clip_skip,
         latents: None,
     };
@@ -155,5 +234,17 @@ mod tests {
     fn batch_outputs_are_numbered() {
         assert_eq!(out_paths(Path::new("a/x.png"), 1), vec![PathBuf::from("a/x.png")]);
         assert_eq!(out_paths(Path::new("a/x.png"), 2), vec![PathBuf::from("a/x-0.png"), PathBuf::from("a/x-1.png")]);
+    }
+
+    #[test]
+    fn lora_arguments_parse() {
+        assert_eq!(parse_lora_arg("a/b.safetensors:0.6").unwrap(), (PathBuf::from("a/b.safetensors"), 0.6));
+        assert_eq!(parse_lora_arg("a/b.safetensors").unwrap(), (PathBuf::from("a/b.safetensors"), 0.8));
+        assert_eq!(parse_lora_arg("C:/x.safetensors").unwrap(), (PathBuf::from("C:/x.safetensors"), 0.8));
+        assert_eq!(parse_lora_arg("x:-1").unwrap(), (PathBuf::from("x"), -1.0));
+        assert!(parse_lora_arg("x:NaN").is_err() && parse_lora_arg(":0.5").is_err());
+        assert_eq!(parse_masks(&["1,0".into(), "0.5,1".into()], &[0.8, 0.6]).unwrap(), vec![vec![0.8, 0.0], vec![0.4, 0.6]]);
+        assert!(parse_masks(&["1".into()], &[0.8, 0.6]).unwrap_err().to_string().contains("1 entries for 2"));
+        assert!(parse_masks(&["1,x".into()], &[0.8, 0.6]).is_err());
     }
 }

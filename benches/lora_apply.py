@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Adapter application benchmark (issue #6): 5 kohya LoRAs of rank 32 and 128 on the 128 attention
+linears of the full-size SD1.5 UNet, and a switch to 5 other adapters, on this CPU.
+
+Ours: `cargo bench -p stylus-diffusion --bench lora_apply` (burn `flex`, single-threaded; merges on
+the device from the pristine base, never re-uploading it). Reference, measured in the same run:
+PyTorch CPU doing what diffusers' `fuse_lora` does (W += scale * up @ down per adapter, f32,
+in place) and `unfuse_lora` + `fuse_lora` for a switch, with the same thread count.
+
+Usage (the reference venv of tests/reference/README.md has torch):
+    ~/.venvs/ref/bin/python benches/lora_apply.py [--ranks 32,128] [--reps 3] [--no-write]
+Prints ratios and rewrites the `lora_apply` section of BENCHMARKS.md.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def attention_linears():
+    """(out, in) of SD1.5's 128 attention linears: 16 transformer blocks x attn1/attn2 x q,k,v,out."""
+    blocks = [320] * 2 + [640] * 2 + [1280] * 2 + [1280] + [1280] * 3 + [640] * 3 + [320] * 3
+    shapes = []
+    for c in blocks:
+        shapes += [(c, c)] * 4                       # attn1 q, k, v, out
+        shapes += [(c, c), (c, 768), (c, 768), (c, c)]  # attn2 q, k, v, out
+    assert len(shapes) == 128
+    return shapes
+
+
+def torch_reference(ranks, reps, threads):
+    import torch
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    shapes = attention_linears()
+    base = [torch.randn(o, i, generator=g) * 0.02 for o, i in shapes]
+    out = {}
+    for r in ranks:
+        # 10 adapters, f16 as stored, upcast once to f32 (what load_lora_weights keeps for fusing).
+        ad = [[((torch.randn(o, r, generator=g) * 0.05).half().float(), (torch.randn(r, i, generator=g) * 0.05).half().float())
+               for o, i in shapes] for _ in range(10)]
+        scale = 0.16 * (r / 2) / r
+
+        def fuse(ws, idx, sign=1.0):
+            for m, w in enumerate(ws):
+                for a in idx:
+                    up, down = ad[a][m]
+                    w.addmm_(up, down, alpha=sign * scale)
+
+        apply, switch = [], []
+        for _ in range(reps):
+            ws = [w.clone() for w in base]
+            t = time.perf_counter()
+            fuse(ws, range(5))
+            apply.append((time.perf_counter() - t) * 1e3)
+            t = time.perf_counter()
+            fuse(ws, range(5), -1.0)   # unfuse_lora
+            fuse(ws, range(5, 10))     # fuse_lora of the new set
+            switch.append((time.perf_counter() - t) * 1e3)
+            del ws
+        out[r] = {"apply5_ms": sorted(apply)[len(apply) // 2], "switch_ms": sorted(switch)[len(switch) // 2]}
+    return out, torch.__version__
+
+
+def ours(ranks, reps):
+    cmd = (". scripts/env.sh && cargo bench --profile dev -q -p stylus-diffusion --bench lora_apply -- "
+           f"--ranks {','.join(map(str, ranks))} --reps {reps}")
+    p = subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True)
+    sys.stderr.write(p.stderr[-2000:])
+    if p.returncode != 0:
+        sys.exit(f"cargo bench failed ({p.returncode})")
+    line = next(l for l in p.stdout.splitlines() if l.startswith("BENCH_JSON "))
+    return json.loads(line[len("BENCH_JSON "):])
+
+
+def write_section(text):
+    path = ROOT / "BENCHMARKS.md"
+    doc = path.read_text()
+    begin, end = "<!-- lora_apply:begin -->", "<!-- lora_apply:end -->"
+    block = f"{begin}\n{text}\n{end}"
+    if begin in doc:
+        doc = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, doc, flags=re.S)
+    else:
+        doc = doc.rstrip() + "\n\n" + block + "\n"
+    path.write_text(doc)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ranks", default="32,128")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--no-write", action="store_true")
+    a = ap.parse_args()
+    ranks = [int(r) for r in a.ranks.split(",")]
+    mine = ours(ranks, a.reps)
+    threads = mine.get("threads", 1)
+    ref, torch_version = torch_reference(ranks, a.reps, threads)
+    rows = []
+    for res in mine["results"]:
+        r = res["rank"]
+        t = ref[r]
+        rows.append(
+            f"| {r} | {res['lora_file_mb']:.1f} MB | {res['apply5_ms']:.0f} ms | {t['apply5_ms']:.0f} ms | "
+            f"{res['apply5_ms'] / t['apply5_ms']:.2f} | {res['switch_ms']:.0f} ms | {t['switch_ms']:.0f} ms | "
+            f"{res['switch_ms'] / t['switch_ms']:.2f} | {res['per_image_4_masks_ms']:.0f} ms | {res['restore_ms']:.1f} ms | "
+            f"{res['switch_uploaded_bytes'] / 1e6:.1f} MB | **{res['switch_base_bytes_reuploaded']}** |")
+    text = "\n".join([
+        "## LoRA application on the full-size UNet, CPU (issue #6)",
+        "",
+        f"`~/.venvs/ref/bin/python benches/lora_apply.py` ({time.strftime('%Y-%m-%d')}, {platform.machine()}, "
+        f"{os.cpu_count()} cores; both sides {threads} thread; torch {torch_version}; median of {a.reps}). "
+        "Full-size SD1.5 UNet, random weights "
+        f"({mine['unet_params'] / 1e6:.0f} M parameters, burn `flex` f32); 5 kohya LoRAs (F16) on the 128 attention "
+        "linears (attn1/attn2 q, k, v, out), weight 0.16 each. *Apply*: the 5 adapters from the base. *Switch*: to 5 "
+        "other adapters (ours: re-merge from the pristine base kept on the device; PyTorch: `unfuse_lora` + "
+        "`fuse_lora`, diffusers' way). *Per image*: 4 images with different masks over the 5 adapters, installed "
+        "as run-time low-rank terms (one batch; no merge). *Uploaded*: bytes sent to the device by the switch "
+        "(adapter factors, f32); *base re-uploaded*: of those, base-weight bytes (goal 0; measured by the upload "
+        "counter minus the factor bytes).",
+        "",
+        "| rank | file | apply 5 (ours) | apply 5 (PyTorch) | ratio | switch (ours) | switch (PyTorch) | ratio | per image (ours) | restore (ours) | uploaded by switch | base re-uploaded |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "Parsing one file (F16 → f32, validation): " + ", ".join(
+            f"rank {res['rank']} {res['parse_ms_per_file']:.0f} ms" for res in mine["results"]) + ".",
+        "Reading: the merge is GEMM-bound (2·out·in·rank·5 flops per layer, 30 GFLOP at rank 32). burn-flex's GEMM "
+        "(the `gemm` crate, AVX2 here) runs about 25 GFLOPS on one core, PyTorch's MKL about 110 (AVX-512); burn-flex's "
+        "`x86-v4` feature measured no gain (1.62 vs 1.68 s) and was not kept. The switch ratio is smaller because "
+        "diffusers must unfuse before fusing; we re-merge from the kept base. The per-image path installs in "
+        "milliseconds (uploads only) and pays its low-rank matmuls in every UNet step instead. "
+        "The GPU goal (≤ 100 ms for 5 adapters; PyTorch 43 ms on an H200) needs the wgpu backend (issue #5) and a lent GPU.",
+    ])
+    print(text)
+    if not a.no_write:
+        write_section(text)
+
+
+if __name__ == "__main__":
+    main()
