@@ -9,6 +9,10 @@ bash scripts/setup.sh   # idempotent; a few seconds when everything is installed
 echo "== test: cargo nextest (workspace, native; profile dev with optimised dependencies)"
 cargo build --workspace --all-targets --locked
 cargo nextest run --workspace --locked --no-fail-fast
+echo "== test: the SD1.5 engine on burn's wgpu backend (Vulkan; lavapipe on a machine without a GPU)"
+# (the workspace build already has stylus-diffusion's `wgpu` feature through stylus-cli; selecting with a
+# filter instead of `-p` keeps cargo's feature set, so nothing is built a second time)
+STYLUS_DEVICE=wgpu cargo nextest run --workspace --locked --no-fail-fast -E 'package(stylus-diffusion)'
 echo "== test: wasm32 builds (wasm-pack.toml)"
 python3 scripts/build_wasm.py
 echo "== test: end-to-end on the wasm builds"

@@ -81,7 +81,7 @@ async function onCompose(ev) {
   const request = {
     prompt: $('prompt').value,
     negative_prompt: $('negative').value,
-    num_images: Number($('images').value),
+    num_images: Number($('num-images').value),
     seed: Number($('seed').value),
     options: { mask_mode: $('mask-mode').value },
   };

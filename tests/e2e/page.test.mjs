@@ -34,7 +34,8 @@ test('compose through the worker, then offline in WebAssembly: same answer', asy
   assert.match(viaWorker.status, /via worker/);
   assert.ok(viaWorker.adapters >= 2, `adapters shown: ${viaWorker.adapters}`);
   assert.match(viaWorker.images, /<lora:/);
-  assert.equal(await page.locator('#images .image').count(), 4);
+  assert.equal(await page.locator('section#images .image').count(), 4);
+  assert.ok(await page.locator('section#images .image').first().isVisible(), 'the per-image masks are shown');
   const links = await page.locator('#topics .adapter a').evaluateAll((as) => as.map((a) => a.href));
   assert.ok(links.every((h) => /^https:\/\/civitai\.com\/models\/\d+$/.test(h)));
 

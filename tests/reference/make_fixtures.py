@@ -5,7 +5,7 @@ Scope: runs the generator stages (tokenizer, tiny pipeline + ldm export, generat
 merged-weight oracles, MiniLM embeddings) into an output folder, normalises every safetensors header, writes the
 per-area meta.json files and the SHA256SUMS list. See tests/reference/README.md.
 
-    python tests/reference/make_fixtures.py [--out DIR] [--only tokenizer,tiny,ldm,oracle,lora,minilm]
+    python tests/reference/make_fixtures.py [--out DIR] [--only tokenizer,tiny,ldm,oracle,lora,vae_tiled,minilm]
 """
 import argparse
 import json
@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402  (sets the offline / thread / determinism environment first)
 from common import NEGATIVE, PROMPT, sha256_file, versions, write_json  # noqa: E402
 
-STAGES = ("tokenizer", "tiny", "ldm", "oracle", "lora", "minilm")
+STAGES = ("tokenizer", "tiny", "ldm", "oracle", "lora", "vae_tiled", "minilm")
 TOLERANCES = {
     "note": "suggested tolerances for an fp32 Rust implementation against these fp32 oracles",
     "text_embeddings": "abs 1e-4 (or rel 1e-4)",
@@ -82,7 +82,7 @@ def main():
 
         stage("tokenizer", lambda: tokenizer.make_tokenizer(out)[1])
 
-    needs_models = set(stages) & {"tiny", "ldm", "oracle", "lora"}
+    needs_models = set(stages) & {"tiny", "ldm", "oracle", "lora", "vae_tiled"}
     if needs_models:
         import tiny_model
 
@@ -130,6 +130,10 @@ def main():
 
             stage("lora", lambda: loras.make_loras(out, pipe, ddir, oracle.unet_forward,
                                                    lambda p: oracle.encode(p, [NEGATIVE, PROMPT])[1]))
+        if "vae_tiled" in stages:
+            import vae_tiled
+
+            stage("vae_tiled", lambda: vae_tiled.make_vae_tiled(out, pipe))
     if "minilm" in stages:
         import minilm
 

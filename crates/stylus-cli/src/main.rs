@@ -18,9 +18,14 @@ enum Cmd {
     Inspect(commands::inspect::Args),
     /// Compose adapters for a prompt: topics, chosen LoRAs, per-image masks and weights.
     Compose(commands::compose::Args),
+    /// Fetch adapter catalogs from Civitai (REST v1, resumable).
+    #[command(subcommand)]
+    Catalog(commands::catalog::Cmd),
     /// Build or query an adapter index bundle.
     #[command(subcommand)]
     Index(commands::index::Cmd),
+    /// Convert an SD1.5 checkpoint to a sharded f16/q8/f32 model folder (manifest + shards).
+    Convert(commands::convert::Args),
     /// Generate images with an SD1.5 checkpoint on the CPU (PNG output).
     Generate(commands::generate::Args),
     /// Inspect LoRA adapter files.
@@ -50,7 +55,9 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
+        Cmd::Catalog(c) => commands::catalog::run(c),
         Cmd::Compose(a) => commands::compose::run(a),
+        Cmd::Convert(a) => commands::convert::run(a),
         Cmd::Generate(a) => commands::generate::run(a),
         Cmd::Index(c) => commands::index::run(c),
         Cmd::Inspect(a) => commands::inspect::run(a),

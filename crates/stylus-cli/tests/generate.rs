@@ -143,3 +143,26 @@ fn generate_refuses_bad_lora_arguments_with_a_message() {
     fails(&["--lora", &format!("{}:0.5", kohya.display()), "--mask", "1,1"], "2 entries for 1");
     fails(&["--mask", "1"], "--mask needs --lora");
 }
+
+/// `--device wgpu` (lavapipe here, a GPU elsewhere) gives the CPU image within rounding.
+#[test]
+fn generate_on_wgpu_matches_the_cpu_image() {
+    let model = fixtures().join("tiny_sd/ldm/tiny_sd15_fp16.safetensors");
+    let dir = std::env::temp_dir().join(format!("stylus-generate-wgpu-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut images = Vec::new();
+    for device in ["cpu", "wgpu"] {
+        let out = dir.join(format!("{device}.png"));
+        let o = stylus(&[
+            "generate", "--model", model.to_str().unwrap(), "--config", "tiny", "--prompt", "a fox", "--steps", "3",
+            "--width", "64", "--height", "64", "--seed", "9", "--device", device, "--quiet", "--out", out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{device}: {}", String::from_utf8_lossy(&o.stderr));
+        images.push(read_png(&out).2);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    let diff = images[0].iter().zip(&images[1]).map(|(&a, &b)| (a as i16 - b as i16).abs()).max().unwrap();
+    assert!(diff <= 2, "cpu and wgpu images differ by {diff}");
+    let o = stylus(&["generate", "--model", model.to_str().unwrap(), "--config", "tiny", "--prompt", "x", "--device", "tpu", "--quiet"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown or not built-in device `tpu`"));
+}

@@ -9,6 +9,9 @@
 //! topic, or is dropped. Cards are then taken greedily by score (ties: more downloads, then lower
 //! id): at most `max_per_topic` per topic, each card once, at most `max_styles` Style cards.
 //!
+//! The LLM composer ([`crate::llm_compose`]) shares the retrieval, the adapter records and the masks
+//! and merge below.
+//!
 //! Merge: in each image an active adapter gets `weight · scale / n_active_in_its_topic`; the image
 //! prompt is the request prompt (control characters and whitespace runs collapsed to one space) plus
 //! the debias suffix (control characters blanked); the A1111 string appends ` <lora:NAME:w>` tags, w with two decimals.
@@ -17,7 +20,7 @@ use crate::card::{Card, Category};
 use crate::lexical::Bm25;
 use crate::masks::{self, MaskMode};
 use crate::text::{clean_line, strip_network_tags};
-use crate::topics::phrases;
+use crate::topics::{phrases, Phrase};
 use crate::Error;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -210,9 +213,7 @@ pub fn compose(cards: &[Card], lex: &Bm25, req: &ComposeRequest, now: Option<&dy
     let topics = phrases(&req.prompt);
     let t1 = clock();
 
-    let mut query: Vec<String> = topics.iter().flat_map(|t| t.terms.iter().cloned()).collect();
-    query.dedup();
-    let hits = lex.search(&query, o.top_k as usize);
+    let hits = retrieve(lex, &topics, o.top_k as usize);
     let t2 = clock();
 
     // (topic, doc, score, matched terms) for each retrieved card with a qualifying topic.
@@ -245,34 +246,55 @@ pub fn compose(cards: &[Card], lex: &Bm25, req: &ComposeRequest, now: Option<&dy
         }
         styles += (c.category == Category::Style) as u32;
         a1111_names.insert(c.id, c.a1111_name());
-        out[ti].adapters.push(ChosenAdapter {
-            id: c.id,
-            name: c.name.clone(),
-            category: c.category,
-            score,
-            weight: c.weight,
-            download_url: c.download_url.clone(),
-            sha256: c.sha256.clone(),
-            size_bytes: c.size_bytes,
-            model_page: c.model_page.clone(),
-            why,
-        });
+        out[ti].adapters.push(chosen(c, score, why));
     }
     let t3 = clock();
+    let images = images(&out, &a1111_names, req);
+    let t4 = clock();
+    let timings_us = now.map(|_| Timings { topics: us(t0, t1), retrieve: us(t1, t2), assign: us(t2, t3), masks: us(t3, t4), total: us(t0, t4) });
+    Ok(ComposeResponse { topics: out, images, timings_us })
+}
 
+/// The local composer's retrieval: the `k` best cards (document, BM25) for the terms of all topics.
+pub(crate) fn retrieve(lex: &Bm25, topics: &[Phrase], k: usize) -> Vec<(u32, f32)> {
+    let mut query: Vec<String> = topics.iter().flat_map(|t| t.terms.iter().cloned()).collect();
+    query.dedup();
+    lex.search(&query, k)
+}
+
+/// A card as chosen for a topic.
+pub(crate) fn chosen(c: &Card, score: f32, why: Vec<String>) -> ChosenAdapter {
+    ChosenAdapter {
+        id: c.id,
+        name: c.name.clone(),
+        category: c.category,
+        score,
+        weight: c.weight,
+        download_url: c.download_url.clone(),
+        sha256: c.sha256.clone(),
+        size_bytes: c.size_bytes,
+        model_page: c.model_page.clone(),
+        why,
+    }
+}
+
+/// Masks and merge (module doc) for topics whose adapters are chosen; `a1111_names` maps every chosen
+/// id to its `<lora:NAME:w>` name. Shared by the local and the LLM composer.
+pub(crate) fn images(out: &[Topic], a1111_names: &BTreeMap<u64, String>, req: &ComposeRequest) -> Vec<ComposedImage> {
+    let o = &req.options;
     let groups: Vec<usize> = out.iter().map(|t| t.adapters.len()).collect();
     let drawn = masks::draw(&groups, o.mask_mode, req.num_images as usize, req.seed);
     // Adapters come only from the composer: tags typed into the prompt, suffix or negative are removed.
     let suffix = strip_network_tags(&o.debias_suffix).replace(char::is_control, " ");
     let prompt = format!("{}{suffix}", clean_line(&strip_network_tags(&req.prompt)));
     let negative = clean_line(&strip_network_tags(&req.negative_prompt));
-    let images = drawn
+    drawn
         .iter()
         .map(|bits| {
             let mut it = bits.iter();
             let mut mask = BTreeMap::new();
             let mut active = Vec::new();
-            for t in &out {
+            for t in out {
                 let on: Vec<bool> = t.adapters.iter().map(|_| *it.next().unwrap_or(&false)).collect();
                 let n_on = on.iter().filter(|b| **b).count();
                 for (a, on) in t.adapters.iter().zip(on) {
@@ -289,10 +311,7 @@ pub fn compose(cards: &[Card], lex: &Bm25, req: &ComposeRequest, now: Option<&dy
             }
             ComposedImage { mask, active, prompt: prompt.clone(), negative_prompt: negative.clone(), a1111 }
         })
-        .collect();
-    let t4 = clock();
-    let timings_us = now.map(|_| Timings { topics: us(t0, t1), retrieve: us(t1, t2), assign: us(t2, t3), masks: us(t3, t4), total: us(t0, t4) });
-    Ok(ComposeResponse { topics: out, images, timings_us })
+        .collect()
 }
 
 fn unique(v: &[String]) -> Vec<&str> {

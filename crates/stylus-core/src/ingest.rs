@@ -52,18 +52,15 @@ pub fn auto(bytes: &[u8]) -> (Vec<Card>, Vec<IngestIssue>) {
     })
 }
 
-/// Reads one Civitai REST v1 `/models` page: (cards, issues, `metadata.nextCursor`).
+/// Reads one Civitai REST v1 `/models` page: (cards, issues, next cursor as [`crate::fetch::next_cursor`]
+/// reads it).
 pub fn civitai_rest_page(bytes: &[u8]) -> (Vec<Card>, Vec<IngestIssue>, Option<String>) {
     let whole = |reason: String| vec![IngestIssue { line: 0, id: None, reason }];
     let v: Value = match serde_json::from_slice(bytes) {
         Ok(v) => v,
         Err(e) => return (Vec::new(), whole(format!("not a JSON document: {e}")), None),
     };
-    let cursor = v.pointer("/metadata/nextCursor").and_then(|c| match c {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    });
+    let cursor = crate::fetch::next_cursor(&v);
     let Some(items) = v.get("items").and_then(Value::as_array) else {
         return (Vec::new(), whole("no `items` array: not a Civitai /models page".into()), cursor);
     };

@@ -1,5 +1,7 @@
 //! Stylus compose logic shared by the native CLI, the Cloudflare worker and the browser: adapter cards,
-//! catalog ingest and refinement, policy filters, BM25 retrieval, the composer and index bundles.
+//! catalog ingest and refinement, policy filters, BM25 retrieval, the composer and index bundles; also
+//! the pure parts of the CLI's live catalog fetcher ([`fetch`]), optional LLM refiner ([`llm_refine`]) and
+//! optional LLM composer ([`llm_compose`]).
 //! No I/O and no clock: functions take bytes or structs and return structs, so the crate builds for
 //! wasm32-unknown-unknown unchanged.
 //!
@@ -19,8 +21,11 @@
 pub mod bundle;
 pub mod card;
 pub mod compose;
+pub mod fetch;
 pub mod ingest;
 pub mod lexical;
+pub mod llm_compose;
+pub mod llm_refine;
 pub mod masks;
 pub mod policy;
 pub mod refine;
@@ -79,6 +84,20 @@ pub enum Error {
     ShardInvalid(String),
     #[error("bundle shard {index} of {count} is missing")]
     ShardMissing { index: u32, count: u32 },
+    #[error("invalid catalog query: {0}")]
+    FetchQuery(String),
+    #[error("invalid catalog page: {0}")]
+    FetchPage(String),
+    #[error("invalid fetch state: {0}")]
+    FetchState(String),
+    #[error("catalog fetch failed: {0}")]
+    FetchFailed(String),
+    #[error("invalid LLM refiner reply: {0}")]
+    LlmReply(String),
+    #[error("invalid LLM refiner cache: {0}")]
+    LlmCache(String),
+    #[error("invalid LLM composer reply: {0}")]
+    LlmComposeReply(String),
 }
 
 impl Error {
@@ -105,6 +124,13 @@ impl Error {
             Error::BundleCorrupt(_) => "bundle_corrupt",
             Error::ShardInvalid(_) => "shard_invalid",
             Error::ShardMissing { .. } => "shard_missing",
+            Error::FetchQuery(_) => "fetch_query",
+            Error::FetchPage(_) => "fetch_page",
+            Error::FetchState(_) => "fetch_state",
+            Error::FetchFailed(_) => "fetch_failed",
+            Error::LlmReply(_) => "llm_reply",
+            Error::LlmCache(_) => "llm_cache",
+            Error::LlmComposeReply(_) => "llm_compose_reply",
         }
     }
 
@@ -183,6 +209,11 @@ impl Index {
     /// The card with a model id.
     pub fn card(&self, id: u64) -> Option<&Card> {
         self.by_id.get(&id).map(|&i| &self.cards[i])
+    }
+
+    /// The BM25 document number of a model id.
+    pub(crate) fn doc(&self, id: u64) -> Option<u32> {
+        self.by_id.get(&id).map(|&i| i as u32)
     }
 
     pub fn cards(&self) -> &[Card] {

@@ -4,15 +4,12 @@
 //! its numbers (`cargo test -p stylus-core --test real_catalog -- --nocapture`) and is skipped, with a
 //! message, only when the data file is absent.
 
+mod common;
+use common::{csv_rows, shared};
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
 use stylus_core::{ingest, text, Card, Category, ComposeRequest, Filter, Index, MaskMode, Policy};
-
-fn shared(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(rel)
-}
 
 /// Outside CI a missing `shared/` skips these tests with a message; in CI (`CI` set) it fails them.
 fn absent(path: &std::path::Path) {
@@ -202,33 +199,6 @@ fn bm25_query_speed() {
     let big = Index::build(big).unwrap();
     time(&big, "75K synthetic, no descriptions");
     println!("10K query: {per10k:?}");
-}
-
-/// Minimal CSV reader (quoted fields, doubled quotes, newlines inside quotes).
-fn csv_rows(s: &str) -> Vec<Vec<String>> {
-    let (mut rows, mut row, mut field, mut quoted) = (Vec::new(), Vec::new(), String::new(), false);
-    let mut it = s.chars().peekable();
-    while let Some(c) = it.next() {
-        match (c, quoted) {
-            ('"', true) if it.peek() == Some(&'"') => {
-                field.push('"');
-                it.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => row.push(std::mem::take(&mut field)),
-            ('\n', false) => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-            }
-            ('\r', false) => {}
-            _ => field.push(c),
-        }
-    }
-    if !field.is_empty() || !row.is_empty() {
-        row.push(field);
-        rows.push(row);
-    }
-    rows
 }
 
 /// The ids inside the lists of a Python-literal dict `{'topic': [1, 2], ...}`.

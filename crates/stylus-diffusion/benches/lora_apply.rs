@@ -4,7 +4,8 @@
 //! to 5 other adapters, a per-image (masked) set and a restore. Reports the bytes each step sends
 //! to the device and how many of them are base weights (goal 0).
 //!
-//! `cargo bench -p stylus-diffusion --bench lora_apply -- [--ranks 32,128] [--reps 3]` prints a
+//! `cargo bench -p stylus-diffusion --bench lora_apply -- [--ranks 32,128] [--reps 3] [--device cpu|wgpu]`
+//! (`--features wgpu` for the GPU; the device script in benches/gpu/ runs it on a lent GPU) prints a
 //! table and one `BENCH_JSON {…}` line; `benches/lora_apply.py` runs it next to the PyTorch
 //! reference and writes BENCHMARKS.md.
 
@@ -12,7 +13,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use stylus_diffusion::nn::uploaded_bytes;
-use stylus_diffusion::{cpu_device, Loader, LoraHost, UNet2DConditionModel};
+use stylus_diffusion::{device_named, Loader, LoraHost, UNet2DConditionModel};
 use stylus_lora::{LoraFile, ModuleKey, ModuleTable};
 use stylus_sd::{sd_params, Component, SdConfig};
 
@@ -63,6 +64,12 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Milliseconds since `t`, after the device finished its queued work (GPU backends run async).
+fn ms_synced(t: Instant, device: &stylus_diffusion::Device) -> f64 {
+    device.sync().expect("device sync");
+    t.elapsed().as_secs_f64() * 1e3
+}
+
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
@@ -76,8 +83,15 @@ fn main() {
     let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let ranks: Vec<usize> = arg("--ranks").unwrap_or_else(|| "32,128".into()).split(',').filter_map(|r| r.parse().ok()).collect();
     let reps: usize = arg("--reps").and_then(|r| r.parse().ok()).unwrap_or(3).max(1);
+    let device_name = arg("--device").unwrap_or_else(|| "cpu".into());
+    let device = match device_named(&device_name) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("lora_apply: {e}");
+            std::process::exit(2);
+        }
+    };
     let cfg = SdConfig::v1_5();
-    let device = cpu_device();
 
     // Full-size UNet with random weights (text encoder / VAE slots zero-filled, then dropped).
     let t = Instant::now();
@@ -121,23 +135,23 @@ fn main() {
             host.clear();
             let t = Instant::now();
             let r = host.set(&set_a, &device).expect("apply");
-            apply.push(ms(t));
+            apply.push(ms_synced(t, &device));
             assert_eq!(r.modules, 128);
             let before = uploaded_bytes();
             let t = Instant::now();
             host.set(&set_b, &device).expect("switch");
-            switch.push(ms(t));
+            switch.push(ms_synced(t, &device));
             switch_uploaded = uploaded_bytes() - before;
             // Stylus masks: 4 images, each with its own subset of the 5 adapters, one UNet batch.
             let masks: Vec<Vec<f32>> = (0..4).map(|i| (0..5).map(|j| if (i + j) % 2 == 0 { 0.2 } else { 0.0 }).collect()).collect();
             let before = uploaded_bytes();
             let t = Instant::now();
             host.set_per_image(&refs_a, &masks, &device).expect("per image");
-            per_image.push(ms(t));
+            per_image.push(ms_synced(t, &device));
             per_image_uploaded = uploaded_bytes() - before;
             let t = Instant::now();
             host.clear();
-            clear.push(ms(t));
+            clear.push(ms_synced(t, &device));
         }
         assert_eq!(host.effective_weight(&probe).expect("probe"), base_probe, "the base is intact after every switch");
         let switch_factors = factor_bytes(&refs_b);
@@ -161,6 +175,6 @@ fn main() {
         results.push(row);
     }
     drop(unet);
-    let out = serde_json::json!({ "unet_params": unet_params, "build_ms": load_ms, "reps": reps, "threads": 1, "results": results });
+    let out = serde_json::json!({ "device": device_name, "unet_params": unet_params, "build_ms": load_ms, "reps": reps, "threads": 1, "results": results });
     println!("BENCH_JSON {out}");
 }

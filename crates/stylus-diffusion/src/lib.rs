@@ -24,6 +24,7 @@ pub mod resnet;
 pub mod rng;
 pub mod unet;
 pub mod vae;
+pub mod vae_tiled;
 
 pub use burn::tensor::Device;
 pub use clip::ClipTextModel;
@@ -33,11 +34,48 @@ pub use pipeline::{GenerateRequest, Generation, Image, ModelFiles, Pipeline, Pro
 pub use rng::{NoiseSource, RecordedNoise, SeededNoise};
 pub use unet::UNet2DConditionModel;
 pub use vae::AutoencoderKL;
+pub use vae_tiled::VaeTiling;
 
 /// The CPU device of the default build (burn's `flex` backend).
 #[cfg(feature = "flex")]
 pub fn cpu_device() -> Device {
     Device::flex()
+}
+
+/// The default wgpu adapter (Vulkan/Metal/DX12 natively; lavapipe on a machine without a GPU),
+/// initialized once per process. In the browser use `Device::wgpu_options().init_async()`.
+#[cfg(all(feature = "wgpu", not(target_arch = "wasm32")))]
+pub fn wgpu_device() -> Result<Device> {
+    static DEVICE: std::sync::OnceLock<std::result::Result<Device, String>> = std::sync::OnceLock::new();
+    DEVICE.get_or_init(|| Device::wgpu_options().init().map_err(|e| format!("{e:?}"))).clone().map_err(|e| Error::Backend(format!("no wgpu adapter: {e}")))
+}
+
+/// A device by name: `cpu` (burn `flex`) or `wgpu` (when built with the `wgpu` feature).
+pub fn device_named(name: &str) -> Result<Device> {
+    match name {
+        #[cfg(feature = "flex")]
+        "cpu" | "flex" => Ok(cpu_device()),
+        #[cfg(all(feature = "wgpu", not(target_arch = "wasm32")))]
+        "wgpu" | "gpu" => wgpu_device(),
+        other => Err(Error::Request(format!("unknown or not built-in device `{other}` (this build has: {})", built_devices().join(", ")))),
+    }
+}
+
+/// Device names this build can open.
+pub fn built_devices() -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if cfg!(feature = "flex") {
+        v.push("cpu");
+    }
+    if cfg!(all(feature = "wgpu", not(target_arch = "wasm32"))) {
+        v.push("wgpu");
+    }
+    v
+}
+
+/// The device `STYLUS_DEVICE` names (`cpu` when unset): how the parity tests run on each backend.
+pub fn device_from_env() -> Result<Device> {
+    device_named(std::env::var("STYLUS_DEVICE").as_deref().unwrap_or("cpu"))
 }
 
 /// Every failure of this crate. Bad input gives one of these, never a panic.
@@ -57,6 +95,9 @@ pub enum Error {
     Lora(#[from] stylus_lora::Error),
     #[error("invalid request: {0}")]
     Request(String),
+    /// The caller cancelled a generation (`Pipeline::generate_async`).
+    #[error("cancelled")]
+    Cancelled,
     #[error("backend: {0}")]
     Backend(String),
 }

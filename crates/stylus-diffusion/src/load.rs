@@ -17,12 +17,19 @@
 //! from torch's `[out, in]` to burn's `[in, out]`; the VAE attention's ldm `[C, C, 1, 1]` convs are
 //! read as the `[C, C]` linears diffusers has (same bytes). A unit test walks SD1.5 and the tiny
 //! config in dry-run mode and checks the requested `(path, shape)` set equals `sd_params`.
+//!
+//! Converted models (`stylus_sd::convert`: manifest + f32/f16/q8 shards) load through
+//! [`Loader::from_manifest`]: the tensor list is checked against `sd_params` before any shard is
+//! read, shards are verified by sha256 as they arrive, and each tensor is kept in its stored
+//! encoding until the model takes it (decoded to f32 then).
 
 use std::collections::HashMap;
+use std::fmt::Display;
 
 use burn::tensor::{Device, Tensor};
 use safetensors::tensor::TensorView;
 use stylus_sd::checkpoint::{self, Resolution};
+use stylus_sd::convert::{self, Manifest, ShardInfo, ShardReader, TensorInfo};
 use stylus_sd::{sd_params, Component, SdConfig};
 
 use crate::lora::{ConvPatch, LinearPatch, LoraHost, PatchSlot};
@@ -41,6 +48,8 @@ pub enum Checkpoint<'a> {
 enum Slot<'a> {
     View(TensorView<'a>),
     Values(Vec<f32>),
+    /// A converted model's tensor in its stored encoding (f32/f16/q8), decoded at `take`.
+    Encoded(TensorInfo, Vec<u8>),
 }
 
 struct Entry<'a> {
@@ -124,6 +133,55 @@ impl<'a> Loader<'a> {
         Ok(ld)
     }
 
+    /// A loader over a converted model: `manifest_json` is its `manifest.json`, `fetch(index, info)`
+    /// returns the bytes of shard `index` (called once per shard, in order; each is checked against
+    /// its sha256). The tensor set must equal `sd_params(cfg)` — checked from the manifest alone,
+    /// before any shard is fetched: missing → [`Error::MissingParam`], extra → [`Error::UnusedParams`],
+    /// shapes → [`Error::ParamShape`]. Host memory: the stored encodings (f16: half of f32, q8: about a
+    /// quarter) plus one shard, until the models take their tensors.
+    pub fn from_manifest<B, E>(
+        cfg: &SdConfig,
+        manifest_json: &[u8],
+        fetch: impl FnMut(usize, &ShardInfo) -> std::result::Result<B, E>,
+        device: &Device,
+    ) -> Result<Self>
+    where
+        B: AsRef<[u8]>,
+        E: Display,
+    {
+        let manifest = Manifest::from_json(manifest_json)?;
+        manifest.check_config(cfg)?;
+        let mut specs: HashMap<(Component, &str), &[usize]> = HashMap::new();
+        let params = sd_params(cfg);
+        for p in &params {
+            specs.insert((p.component, p.path.as_str()), &p.shape);
+        }
+        let mut extra = Vec::new();
+        for t in &manifest.tensors {
+            match specs.remove(&(t.component, t.path.as_str())) {
+                None => extra.push(t.path.clone()),
+                Some(shape) if shape != t.shape.as_slice() => {
+                    return Err(Error::ParamShape { path: t.path.clone(), expected: shape.to_vec(), found: t.shape.clone() });
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(missing) = params.iter().find(|p| specs.contains_key(&(p.component, p.path.as_str()))) {
+            return Err(Error::MissingParam(missing.path.clone()));
+        }
+        if !extra.is_empty() {
+            extra.sort();
+            return Err(Error::UnusedParams { count: extra.len(), first: extra.into_iter().take(5).collect() });
+        }
+        let mut ld = Self::empty(device);
+        for item in ShardReader::new(&manifest, fetch) {
+            let (t, bytes) = item?;
+            let entry = Entry { shape: t.shape.clone(), key: t.path.clone(), slot: Slot::Encoded(t.clone(), bytes) };
+            ld.entries.insert((t.component, t.path.clone()), entry);
+        }
+        Ok(ld)
+    }
+
     /// Adds a resolution; unexpected keys for which `in_networks` holds are errors.
     fn add(&mut self, res: Resolution<'a>, in_networks: impl Fn(&str) -> bool) -> Result<()> {
         let (bad, other): (Vec<String>, Vec<String>) = res.unexpected.into_iter().partition(|k| in_networks(k));
@@ -178,6 +236,7 @@ impl<'a> Loader<'a> {
                 other => other,
             })?,
             Slot::Values(v) => v,
+            Slot::Encoded(info, bytes) => convert::decode(&info, &bytes)?,
         };
         from_vec(values, shape, &self.device)
     }

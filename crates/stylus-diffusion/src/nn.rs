@@ -164,6 +164,13 @@ pub fn to_vec<const D: usize>(x: Tensor<D>) -> Result<Vec<f32>> {
     data.convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))
 }
 
+/// [`to_vec`] without blocking: the only way to read a WebGPU tensor in the browser (wasm32 cannot
+/// wait on the GPU synchronously).
+pub async fn to_vec_async<const D: usize>(x: Tensor<D>) -> Result<Vec<f32>> {
+    let data = x.into_data_async().await.map_err(|e| Error::Backend(format!("{e:?}")))?;
+    data.convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))
+}
+
 thread_local! {
     static UPLOADED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }

@@ -10,9 +10,9 @@ use stylus_sd::{ClipTokenizer, Scheduler, SchedulerKind, SdConfig};
 use crate::attention::AttentionConfig;
 use crate::load::{Checkpoint, Loader};
 use crate::lora::{ApplyReport, LoraHost};
-use crate::nn::{from_vec, to_vec};
+use crate::nn::{from_vec, to_vec, to_vec_async};
 use crate::rng::{NoiseSource, SeededNoise};
-use crate::{AutoencoderKL, ClipTextModel, Error, Result, UNet2DConditionModel};
+use crate::{AutoencoderKL, ClipTextModel, Error, Result, UNet2DConditionModel, VaeTiling};
 
 /// What a pipeline is loaded from.
 #[derive(Debug, Clone, Copy)]
@@ -105,6 +105,9 @@ pub struct Pipeline {
     pub tokenizer: ClipTokenizer,
     /// Attention memory policy for every network.
     pub attention: AttentionConfig,
+    /// Decode tile by tile (diffusers' `enable_tiling`) — what a 512² decode needs within WebGPU's
+    /// 128 MiB bindings (`VaeTiling::for_budget`). `None` (default): whole images, as diffusers.
+    pub vae_tiling: Option<VaeTiling>,
     cfg: SdConfig,
     device: Device,
     ignored_keys: Vec<String>,
@@ -128,8 +131,14 @@ pub fn to_rgb8(decoded: &[f32], width: usize, height: usize) -> Image {
 impl Pipeline {
     /// Loads the three networks and the tokenizer; every checkpoint tensor must be used.
     pub fn load(cfg: &SdConfig, files: &ModelFiles<'_>, device: &Device) -> Result<Self> {
-        let tokenizer = ClipTokenizer::from_json_bytes(files.tokenizer_json)?;
-        let mut ld = Loader::from_checkpoint(cfg, files.checkpoint, device)?;
+        Self::from_loader(cfg, Loader::from_checkpoint(cfg, files.checkpoint, device)?, files.tokenizer_json)
+    }
+
+    /// Loads the three networks from any [`Loader`] (e.g. [`Loader::from_manifest`] for a converted
+    /// model) on the loader's device; every tensor must be used.
+    pub fn from_loader(cfg: &SdConfig, mut ld: Loader<'_>, tokenizer_json: &[u8]) -> Result<Self> {
+        let tokenizer = ClipTokenizer::from_json_bytes(tokenizer_json)?;
+        let device = ld.device().clone();
         let text_encoder = ClipTextModel::load(&cfg.text, &mut ld)?;
         let unet = UNet2DConditionModel::load(&cfg.unet, &mut ld)?;
         let vae = AutoencoderKL::load(&cfg.vae, &mut ld)?;
@@ -142,8 +151,9 @@ impl Pipeline {
             vae,
             tokenizer,
             attention: AttentionConfig::default(),
+            vae_tiling: None,
             cfg: cfg.clone(),
-            device: device.clone(),
+            device,
             ignored_keys,
             lora,
             adapter_images: None,
@@ -236,8 +246,54 @@ impl Pipeline {
     /// The full loop with an explicit noise source (explicit `req.latents` still win for the
     /// initial latents); returns latents and decoded tensors too.
     pub fn generate_with(&self, req: &GenerateRequest, noise: &mut dyn NoiseSource, progress: &mut dyn FnMut(Progress)) -> Result<Generation> {
+        let mut run = self.begin(req, noise, progress)?;
+        for i in 0..req.steps {
+            let eps = to_vec(self.step_eps(&run, i)?)?;
+            self.finish_step(&mut run, req, i, eps, noise, progress)?;
+        }
+        let mut out = Generation { images: Vec::with_capacity(run.b), latents: Vec::new(), decoded: Vec::new() };
+        for k in 0..run.b {
+            let img = to_vec(self.decode_image(&run, k)?)?;
+            Self::push_image(&mut out, img, req, k, run.b, progress);
+        }
+        out.latents = run.x;
+        Ok(out)
+    }
+
+    /// [`Pipeline::generate_with`] with asynchronous tensor reads, for WebGPU in the browser (the
+    /// page never blocks on the GPU). `cancelled` is polled before every step and every decode;
+    /// when it returns true the generation stops with [`Error::Cancelled`].
+    pub async fn generate_async(
+        &self,
+        req: &GenerateRequest,
+        noise: &mut dyn NoiseSource,
+        progress: &mut dyn FnMut(Progress),
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Generation> {
+        let mut run = self.begin(req, noise, progress)?;
+        for i in 0..req.steps {
+            if cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let eps = to_vec_async(self.step_eps(&run, i)?).await?;
+            self.finish_step(&mut run, req, i, eps, noise, progress)?;
+        }
+        let mut out = Generation { images: Vec::with_capacity(run.b), latents: Vec::new(), decoded: Vec::new() };
+        for k in 0..run.b {
+            if cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let img = to_vec_async(self.decode_image(&run, k)?).await?;
+            Self::push_image(&mut out, img, req, k, run.b, progress);
+        }
+        out.latents = run.x;
+        Ok(out)
+    }
+
+    /// Validates, encodes the prompts and draws the initial latents.
+    fn begin(&self, req: &GenerateRequest, noise: &mut dyn NoiseSource, progress: &mut dyn FnMut(Progress)) -> Result<Run> {
         let (h, w) = self.validate(req)?;
-        let mut sched = Scheduler::new(req.scheduler, req.steps)?;
+        let sched = Scheduler::new(req.scheduler, req.steps)?;
         let (b, c) = (req.batch, self.cfg.unet.in_channels);
         let per_image = c * h * w;
         let guided = req.cfg_scale > 1.0;
@@ -261,33 +317,59 @@ impl Pipeline {
             None => (0..b).map(|i| noise.initial(i, per_image)).collect::<Result<Vec<_>>>()?.concat(),
         };
         x.iter_mut().for_each(|v| *v *= sched.init_noise_sigma);
-
-        for i in 0..req.steps {
-            let d = sched.model_input_divisor(i);
-            let input = from_vec(x.iter().map(|v| v / d).collect(), [b, c, h, w], &self.device)?;
-            let input = if guided { Tensor::cat(vec![input.clone(), input], 0) } else { input };
-            let eps = to_vec(self.unet.forward(input, &[sched.timesteps[i]], &ctx, &self.attention)?)?;
-            let eps: Vec<f32> = if guided {
-                let (u, t) = eps.split_at(b * per_image);
-                u.iter().zip(t).map(|(&u, &t)| u + req.cfg_scale * (t - u)).collect()
-            } else {
-                eps
-            };
-            let step_noise = if sched.needs_noise() { Some((0..b).map(|k| noise.step(k, i, per_image)).collect::<Result<Vec<_>>>()?.concat()) } else { None };
-            sched.step(i, &mut x, &eps, step_noise.as_deref())?;
-            progress(Progress { stage: Stage::Denoising, done: i + 1, total: req.steps });
-        }
-
-        let scale = self.cfg.vae.scaling_factor as f32;
-        let mut decoded = Vec::with_capacity(b * 3 * req.width * req.height);
-        let mut images = Vec::with_capacity(b);
-        for k in 0..b {
-            let z: Vec<f32> = x[k * per_image..(k + 1) * per_image].iter().map(|v| v / scale).collect();
-            let out = to_vec(self.vae.decode(from_vec(z, [1, c, h, w], &self.device)?, &self.attention)?)?;
-            images.push(to_rgb8(&out, req.width, req.height));
-            decoded.extend(out);
-            progress(Progress { stage: Stage::Decoding, done: k + 1, total: b });
-        }
-        Ok(Generation { images, latents: x, decoded })
+        Ok(Run { h, w, b, c, per_image, guided, sched, ctx, x })
     }
+
+    /// The UNet's ε for step `i` (`[2b, …]` with guidance), still on the device.
+    fn step_eps(&self, run: &Run, i: usize) -> Result<Tensor<4>> {
+        let d = run.sched.model_input_divisor(i);
+        let input = from_vec(run.x.iter().map(|v| v / d).collect(), [run.b, run.c, run.h, run.w], &self.device)?;
+        let input = if run.guided { Tensor::cat(vec![input.clone(), input], 0) } else { input };
+        self.unet.forward(input, &[run.sched.timesteps[i]], &run.ctx, &self.attention)
+    }
+
+    /// Guidance and the scheduler step on the host, from the read-back ε.
+    fn finish_step(&self, run: &mut Run, req: &GenerateRequest, i: usize, eps: Vec<f32>, noise: &mut dyn NoiseSource, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+        let (b, per_image) = (run.b, run.per_image);
+        let eps: Vec<f32> = if run.guided {
+            let (u, t) = eps.split_at(b * per_image);
+            u.iter().zip(t).map(|(&u, &t)| u + req.cfg_scale * (t - u)).collect()
+        } else {
+            eps
+        };
+        let step_noise = if run.sched.needs_noise() { Some((0..b).map(|k| noise.step(k, i, per_image)).collect::<Result<Vec<_>>>()?.concat()) } else { None };
+        run.sched.step(i, &mut run.x, &eps, step_noise.as_deref())?;
+        progress(Progress { stage: Stage::Denoising, done: i + 1, total: req.steps });
+        Ok(())
+    }
+
+    /// VAE decode of image `k` (one image at a time bounds the decoder's memory).
+    fn decode_image(&self, run: &Run, k: usize) -> Result<Tensor<4>> {
+        let scale = self.cfg.vae.scaling_factor as f32;
+        let z: Vec<f32> = run.x[k * run.per_image..(k + 1) * run.per_image].iter().map(|v| v / scale).collect();
+        let z = from_vec(z, [1, run.c, run.h, run.w], &self.device)?;
+        match &self.vae_tiling {
+            Some(t) => self.vae.decode_tiled(z, t, &self.attention),
+            None => self.vae.decode(z, &self.attention),
+        }
+    }
+
+    fn push_image(out: &mut Generation, decoded: Vec<f32>, req: &GenerateRequest, k: usize, b: usize, progress: &mut dyn FnMut(Progress)) {
+        out.images.push(to_rgb8(&decoded, req.width, req.height));
+        out.decoded.extend(decoded);
+        progress(Progress { stage: Stage::Decoding, done: k + 1, total: b });
+    }
+}
+
+/// The state of one generation between steps.
+struct Run {
+    h: usize,
+    w: usize,
+    b: usize,
+    c: usize,
+    per_image: usize,
+    guided: bool,
+    sched: Scheduler,
+    ctx: Tensor<3>,
+    x: Vec<f32>,
 }

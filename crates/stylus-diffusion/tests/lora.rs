@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use stylus_diffusion::attention::AttentionConfig;
 use stylus_diffusion::nn::{from_vec, to_vec};
-use stylus_diffusion::{cpu_device, Checkpoint, Error, GenerateRequest, ModelFiles, Pipeline};
+use stylus_diffusion::{device_from_env, Checkpoint, Error, GenerateRequest, ModelFiles, Pipeline};
 use stylus_lora::{LoraFile, ModuleKey, ModuleTable};
 use stylus_sd::checkpoint::{parse, to_f32};
 use stylus_sd::{Component, SchedulerKind, SdConfig};
@@ -26,7 +26,7 @@ fn fixture(rel: &str) -> Vec<u8> {
 fn pipeline() -> Pipeline {
     let model = fixture("tiny_sd/ldm/tiny_sd15_fp16.safetensors");
     let tok = fixture("tokenizer/tokenizer.json");
-    Pipeline::load(&SdConfig::tiny(), &ModelFiles { checkpoint: Checkpoint::SingleFile(&model), tokenizer_json: &tok }, &cpu_device()).unwrap()
+    Pipeline::load(&SdConfig::tiny(), &ModelFiles { checkpoint: Checkpoint::SingleFile(&model), tokenizer_json: &tok }, &device_from_env().unwrap()).unwrap()
 }
 
 fn lora(file: &str) -> LoraFile {
@@ -74,7 +74,7 @@ fn oracle_ids() -> Vec<u32> {
 
 /// UNet ε for the fixture's sample/timestep/context.
 fn unet_out(pipe: &Pipeline, fwd: &[(String, Vec<f32>)]) -> Vec<f32> {
-    let dev = cpu_device();
+    let dev = device_from_env().unwrap();
     let x = from_vec(get(fwd, "sample"), [1, 4, 8, 8], &dev).unwrap();
     let ctx = from_vec(get(fwd, "encoder_hidden_states"), [1, 77, 8], &dev).unwrap();
     to_vec(pipe.unet.forward(x, &get(fwd, "timestep"), &ctx, &AttentionConfig::default()).unwrap()).unwrap()
@@ -153,7 +153,7 @@ fn mixed() -> (Vec<LoraFile>, Vec<Vec<f32>>) {
 #[test]
 fn per_image_masks_in_one_batch_equal_separate_runs() {
     let mut pipe = pipeline();
-    let dev = cpu_device();
+    let dev = device_from_env().unwrap();
     let attn = AttentionConfig::default();
     let fwd = tensors("lora/lora_unet_forward.safetensors");
     let (files, weights) = mixed();

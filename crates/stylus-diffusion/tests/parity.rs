@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use stylus_diffusion::attention::AttentionConfig;
 use stylus_diffusion::nn::{from_vec, to_vec};
-use stylus_diffusion::{cpu_device, AutoencoderKL, Checkpoint, ClipTextModel, GenerateRequest, Loader, ModelFiles, Pipeline, RecordedNoise, UNet2DConditionModel};
+use stylus_diffusion::{device_from_env, AutoencoderKL, Checkpoint, ClipTextModel, GenerateRequest, Loader, ModelFiles, Pipeline, RecordedNoise, UNet2DConditionModel};
 use stylus_sd::checkpoint::{parse, to_f32};
 use stylus_sd::{ClipTokenizer, SchedulerKind, SdConfig};
 
@@ -73,7 +73,7 @@ impl Files {
         }
     }
     fn loader(&self) -> Loader<'_> {
-        Loader::from_checkpoint(&SdConfig::tiny(), self.checkpoint(), &cpu_device()).unwrap()
+        Loader::from_checkpoint(&SdConfig::tiny(), self.checkpoint(), &device_from_env().unwrap()).unwrap()
     }
 }
 
@@ -118,7 +118,7 @@ fn tokenizer_gives_the_oracle_ids() {
 #[test]
 fn unet_forward_matches_the_oracle() {
     let o = Oracle::load();
-    let dev = cpu_device();
+    let dev = device_from_env().unwrap();
     let attn = AttentionConfig::default();
     let t = o.i64("unet_forward.timestep")[0] as f32;
     for src in sources() {
@@ -137,7 +137,7 @@ fn unet_forward_matches_the_oracle() {
 #[test]
 fn unet_first_cfg_step_matches_for_every_scheduler() {
     let o = Oracle::load();
-    let dev = cpu_device();
+    let dev = device_from_env().unwrap();
     let attn = AttentionConfig::default();
     let src = &sources()[0];
     let mut ld = src.loader();
@@ -156,7 +156,7 @@ fn unet_first_cfg_step_matches_for_every_scheduler() {
 #[test]
 fn vae_decode_and_encode_match_the_oracle() {
     let o = Oracle::load();
-    let dev = cpu_device();
+    let dev = device_from_env().unwrap();
     let attn = AttentionConfig::default();
     for src in sources() {
         let mut ld = src.loader();
@@ -179,7 +179,7 @@ fn four_step_generations_match_the_oracle() {
     let tokenizer = fixture("tokenizer/tokenizer.json");
     for src in sources() {
         let files = ModelFiles { checkpoint: src.checkpoint(), tokenizer_json: &tokenizer };
-        let pipe = Pipeline::load(&SdConfig::tiny(), &files, &cpu_device()).unwrap();
+        let pipe = Pipeline::load(&SdConfig::tiny(), &files, &device_from_env().unwrap()).unwrap();
         for (s, kind) in [("ddim", SchedulerKind::Ddim), ("euler_a", SchedulerKind::EulerAncestral), ("dpmpp_2m_karras", SchedulerKind::DpmPp2mKarras)] {
             let req = GenerateRequest {
                 prompt: "a photo of an astronaut riding a horse on mars".into(),
@@ -210,4 +210,27 @@ fn four_step_generations_match_the_oracle() {
             assert!(worst <= 2, "{name}: uint8 max diff {worst}");
         }
     }
+}
+
+/// Tiled decoding equals diffusers' `enable_tiling()` decode (4-latent tiles, overlap 0.25, a 16×12
+/// latent: seams on both axes and partial edge tiles), and is not the untiled decode.
+#[test]
+fn tiled_vae_decode_matches_diffusers_tiling() {
+    let bytes = fixture("tiny_sd/oracle/vae_tiled.safetensors");
+    let st = parse(&bytes).unwrap();
+    let get = |k: &str| to_f32(&st.tensor(k).unwrap()).unwrap();
+    let dev = device_from_env().unwrap();
+    let attn = AttentionConfig::default();
+    let srcs = sources();
+    let mut ld = srcs[0].loader();
+    let vae = AutoencoderKL::load(&SdConfig::tiny().vae, &mut ld).unwrap();
+    let z = from_vec(get("latent"), [1, 4, 16, 12], &dev).unwrap();
+    let tiled = vae.decode_tiled(z.clone(), &stylus_diffusion::VaeTiling::new(4), &attn).unwrap();
+    assert_eq!(tiled.dims(), [1, 3, 128, 96]);
+    let tiled = to_vec(tiled).unwrap();
+    check("vae tiled decode (abs 1e-3)", &tiled, &get("tiled"), 1e-3);
+    let whole = to_vec(vae.decode(z, &attn).unwrap()).unwrap();
+    check("vae untiled decode (abs 1e-3)", &whole, &get("untiled"), 1e-3);
+    let seam = tiled.iter().zip(&whole).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(seam > 0.1, "tiling changes the output ({seam}), as in diffusers");
 }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use stylus_diffusion::{cpu_device, Checkpoint, Error, GenerateRequest, ModelFiles, Pipeline, Stage};
+use stylus_diffusion::{device_from_env, Checkpoint, Error, GenerateRequest, ModelFiles, Pipeline, Stage};
 use stylus_sd::{SchedulerKind, SdConfig};
 
 fn fixture(rel: &str) -> Vec<u8> {
@@ -14,7 +14,7 @@ fn fixture(rel: &str) -> Vec<u8> {
 fn pipeline() -> Pipeline {
     let model = fixture("tiny_sd/ldm/tiny_sd15_fp16.safetensors");
     let tok = fixture("tokenizer/tokenizer.json");
-    Pipeline::load(&SdConfig::tiny(), &ModelFiles { checkpoint: Checkpoint::SingleFile(&model), tokenizer_json: &tok }, &cpu_device()).unwrap()
+    Pipeline::load(&SdConfig::tiny(), &ModelFiles { checkpoint: Checkpoint::SingleFile(&model), tokenizer_json: &tok }, &device_from_env().unwrap()).unwrap()
 }
 
 fn small(seed: u64, batch: usize) -> GenerateRequest {
@@ -77,11 +77,42 @@ fn bad_requests_are_errors() {
 #[test]
 fn bad_checkpoints_are_errors() {
     let tok = fixture("tokenizer/tokenizer.json");
-    let load = |bytes: &[u8], cfg: &SdConfig| Pipeline::load(cfg, &ModelFiles { checkpoint: Checkpoint::SingleFile(bytes), tokenizer_json: &tok }, &cpu_device());
+    let load = |bytes: &[u8], cfg: &SdConfig| Pipeline::load(cfg, &ModelFiles { checkpoint: Checkpoint::SingleFile(bytes), tokenizer_json: &tok }, &device_from_env().unwrap());
     let tiny = fixture("tiny_sd/ldm/tiny_sd15_fp16.safetensors");
     let e = load(&tiny, &SdConfig::v1_5()).err().expect("tiny weights are not full SD1.5");
     assert!(e.to_string().contains("SD1.5"), "{e}");
     let e = load(&fixture("tiny_sd/ldm/tiny_pickle.ckpt"), &SdConfig::tiny()).err().expect("pickle refused");
     assert!(e.to_string().contains("pickled"), "{e}");
     assert!(load(b"garbage", &SdConfig::tiny()).is_err());
+}
+
+/// Polls a future to completion on this thread (the CPU backend's reads are ready at once).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn async_generation_equals_sync_and_can_be_cancelled() {
+    let pipe = pipeline();
+    let req = small(21, 2);
+    let sync = pipe.generate(&req, &mut |_| {}).unwrap();
+    let mut steps = 0;
+    let done = block_on(pipe.generate_async(&req, &mut stylus_diffusion::SeededNoise { seed: 21 }, &mut |p| steps += (p.stage == Stage::Denoising) as usize, &|| false)).unwrap();
+    assert_eq!(done.images, sync, "the async loop is the same computation");
+    assert_eq!(steps, req.steps);
+    let polls = std::cell::Cell::new(0);
+    let cancel_after_one = || {
+        polls.set(polls.get() + 1);
+        polls.get() > 1
+    };
+    let err = block_on(pipe.generate_async(&req, &mut stylus_diffusion::SeededNoise { seed: 21 }, &mut |_| {}, &cancel_after_one)).unwrap_err();
+    assert!(matches!(err, Error::Cancelled), "{err}");
+    assert_eq!(polls.get(), 2, "stopped at the second step");
 }

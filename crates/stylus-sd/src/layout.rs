@@ -22,10 +22,14 @@
 //! | VAE resnet `conv_shortcut`                       | `nin_shortcut`                                |
 //! | text `text_model.*`                              | `cond_stage_model.transformer.text_model.*`   |
 
+use serde::{Deserialize, Serialize};
+
 use crate::config::{ClipConfig, SdConfig, UNetConfig, VaeConfig};
 
-/// Which network of the pipeline a parameter belongs to (the diffusers folder's sub-directory).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Which network of the pipeline a parameter belongs to (the diffusers folder's sub-directory;
+/// serialized as that name: `unet`, `vae`, `text_encoder`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Component {
     Unet,
     Vae,

@@ -1,9 +1,11 @@
 //! Stable Diffusion 1.5 engine: configs (`SdConfig::v1_5()`), the checkpoint remap table
 //! (`layout`), loading of single-file and diffusers checkpoints from bytes (`checkpoint`) and the
-//! CLIP tokenizer (`tokenizer`). Libraries take bytes; binaries do the I/O.
+//! CLIP tokenizer (`tokenizer`), and the sharded f32/f16/q8 format of converted models
+//! (`convert`). Libraries take bytes; binaries do the I/O.
 
 pub mod checkpoint;
 pub mod config;
+pub mod convert;
 pub mod layout;
 pub mod schedulers;
 pub mod tokenizer;
@@ -37,4 +39,20 @@ pub enum Error {
     Tokenizer(String),
     #[error("invalid config: {0}")]
     Config(String),
+    /// A converted model's manifest is unreadable, inconsistent or of another format version.
+    #[error("converted model manifest: {0}")]
+    Manifest(String),
+    /// Bad input to the converter (shard limit, duplicate tensor, values q8 cannot hold, …).
+    #[error("convert: {0}")]
+    Convert(String),
+    #[error(
+        "tensor `{key}` holds {value}, beyond f16's range (±65504): it cannot be stored as f16 without \
+         changing the model; convert with dtype f32"
+    )]
+    F16Overflow { key: String, value: f32 },
+    #[error("shard `{file}` is corrupt or not this manifest's: {reason}")]
+    ShardCorrupt { file: String, reason: String },
+    /// The caller's shard read/write callback failed.
+    #[error("shard `{file}`: {message}")]
+    ShardIo { file: String, message: String },
 }

@@ -3,6 +3,11 @@
 
 use wasm_bindgen::prelude::*;
 
+#[cfg(feature = "engine")]
+pub mod engine;
+#[cfg(feature = "engine")]
+pub mod generator;
+
 /// Installs a panic hook that prints Rust panics to the browser console (called once on load).
 #[wasm_bindgen(start)]
 pub fn start() {

@@ -1,6 +1,6 @@
-//! `stylus generate`: text-to-image with an SD1.5 checkpoint (single `.safetensors` file or
-//! diffusers folder) on burn's CPU backend, written as PNG. The library (`stylus_diffusion`) does
-//! the work; this reads the files, shows progress and writes the images.
+//! `stylus generate`: text-to-image with an SD1.5 checkpoint (single `.safetensors` file, diffusers
+//! folder or a `stylus convert` folder) on burn's CPU backend, written as PNG. The library
+//! (`stylus_diffusion`) does the work; this reads the files, shows progress and writes the images.
 
 use std::path::{Path, PathBuf};
 
@@ -11,12 +11,13 @@ use stylus_diffusion::{Checkpoint, GenerateRequest, Image, ModelFiles, Pipeline,
 use stylus_lora::{LoraFile, ModuleTable};
 use stylus_sd::{Component, SchedulerKind};
 
+use super::convert::{is_converted, load_converted};
 use super::inspect::{config, diffusers_weights, read};
 use super::tokenize::EMBEDDED_TOKENIZER;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A single-file checkpoint (.safetensors) or a diffusers folder.
+    /// A single-file checkpoint (.safetensors), a diffusers folder or a converted folder (`stylus convert`).
     #[arg(long)]
     model: PathBuf,
     /// Architecture preset: `sd15` (default) or `tiny` (the test fixture).
@@ -51,6 +52,9 @@ pub struct Args {
     /// Output PNG; with --batch N > 1, OUT-0.png … OUT-(N-1).png.
     #[arg(long, default_value = "out.png")]
     out: PathBuf,
+    /// `cpu` (burn flex) or `wgpu` (the default GPU adapter: Vulkan/Metal/DX12).
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// A tokenizer.json instead of the embedded SD1.5 CLIP tokenizer.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
@@ -138,10 +142,14 @@ fn apply_loras(pipe: &mut Pipeline, a: &Args) -> anyhow::Result<()> {
 enum Files {
     Single(Vec<u8>),
     Diffusers([Vec<u8>; 3]),
+    /// A `stylus convert` folder: shards are read one by one while loading.
+    Converted,
 }
 
 fn read_model(model: &Path) -> anyhow::Result<Files> {
-    if model.is_dir() {
+    if model.is_dir() && is_converted(model) {
+        Ok(Files::Converted)
+    } else if model.is_dir() {
         let part = |c| diffusers_weights(model, c).and_then(|p| read(&p));
         Ok(Files::Diffusers([part(Component::Unet)?, part(Component::Vae)?, part(Component::TextEncoder)?]))
     } else {
@@ -179,13 +187,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         None => EMBEDDED_TOKENIZER.to_vec(),
     };
     let files = read_model(&a.model)?;
-    let checkpoint = match &files {
-        Files::Single(b) => Checkpoint::SingleFile(b),
-        Files::Diffusers([u, v, t]) => Checkpoint::Diffusers { unet: u, vae: v, text_encoder: t },
-    };
-    let device = stylus_diffusion::cpu_device();
-    let mut pipe =
-        Pipeline::load(&cfg, &ModelFiles { checkpoint, tokenizer_json: &tokenizer }, &device).with_context(|| format!("loading {}", a.model.display()))?;
+    let device = stylus_diffusion::device_named(&a.device)?;
+    let load = |checkpoint| Pipeline::load(&cfg, &ModelFiles { checkpoint, tokenizer_json: &tokenizer }, &device).map_err(anyhow::Error::from);
+    let mut pipe = match &files {
+        Files::Single(b) => load(Checkpoint::SingleFile(b)),
+        Files::Diffusers([u, v, t]) => load(Checkpoint::Diffusers { unet: u, vae: v, text_encoder: t }),
+        Files::Converted => load_converted(&cfg, &a.config, &a.model, &tokenizer, &device),
+    }
+    .with_context(|| format!("loading {}", a.model.display()))?;
     drop(files);
     apply_loras(&mut pipe, &a)?;
     let batch = if a.masks.is_empty() { a.batch } else { a.masks.len() };

@@ -1,4 +1,7 @@
-//! `stylus index build|query`: catalog files → refined, filtered cards → index bundle (sharded).
+//! `stylus index build|query`: catalog files → refined, filtered cards (optionally refined again by an
+//! LLM, `index/llm.rs`) → index bundle (sharded).
+
+mod llm;
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +34,23 @@ pub struct BuildArgs {
     /// Largest shard, MiB (Workers static assets and KV values are limited to 25 MiB).
     #[arg(long, default_value_t = 25)]
     shard_mib: usize,
+    /// Refine the cards the policy keeps with an OpenAI-compatible chat endpoint: STYLUS_LLM_BASE_URL
+    /// (e.g. https://api.openai.com/v1), STYLUS_LLM_MODEL and, when it needs one, STYLUS_LLM_API_KEY.
+    /// Replies (description, weight, category) are validated and cached by card content; a card
+    /// whose request or reply fails keeps the local refiner's fields (counted and printed).
+    #[arg(long)]
+    llm_refiner: bool,
+    /// LLM refiner cache [default: $XDG_CACHE_HOME/stylus/llm-refiner-cache.json, else
+    /// ~/.cache/stylus/llm-refiner-cache.json].
+    #[arg(long, requires = "llm_refiner")]
+    llm_cache: Option<PathBuf>,
+    /// Timeout of one LLM request (connect, reply and body), ms.
+    #[arg(long, default_value_t = 60_000)]
+    llm_timeout_ms: u64,
+    /// Stop asking the LLM after this many failures in a row (0: never); the remaining cards keep
+    /// the local refiner's fields.
+    #[arg(long, default_value_t = 10)]
+    llm_max_failures: u32,
 }
 
 #[derive(clap::Args)]
@@ -70,11 +90,15 @@ fn build(a: BuildArgs) -> anyhow::Result<()> {
     let before = cards.len();
     let (mut cards, report) = policy.apply(cards)?;
     eprintln!("policy: {before} → {} cards; removed {}", cards.len(), serde_json::to_string(&report)?);
+    cards.sort_by_key(|c| c.id);
+    cards.dedup_by_key(|c| c.id);
+    if a.llm_refiner {
+        let settings = llm::Settings { cache: a.llm_cache.clone(), timeout_ms: a.llm_timeout_ms, max_failures: a.llm_max_failures };
+        llm::refine_cards(&mut cards, &settings)?;
+    }
     if !a.with_descriptions {
         cards = cards.into_iter().map(|c| c.without_description()).collect();
     }
-    cards.sort_by_key(|c| c.id);
-    cards.dedup_by_key(|c| c.id);
     let index = Index::build(cards)?;
     let bytes = if a.with_descriptions { index.to_bundle_with_descriptions() } else { index.to_bundle() };
     write_bundle(&a.out, &bytes, a.shard_mib)?;

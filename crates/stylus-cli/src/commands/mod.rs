@@ -1,6 +1,8 @@
 //! One module per `stylus` subcommand.
 
+pub mod catalog;
 pub mod compose;
+pub mod convert;
 pub mod generate;
 pub mod index;
 pub mod inspect;
