@@ -12,27 +12,12 @@ Usage (the reference venv of tests/reference/README.md has torch):
 Prints ratios and rewrites the `lora_apply` section of BENCHMARKS.md.
 """
 import argparse
-import json
 import os
 import platform
-import re
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def attention_linears():
-    """(out, in) of SD1.5's 128 attention linears: 16 transformer blocks x attn1/attn2 x q,k,v,out."""
-    blocks = [320] * 2 + [640] * 2 + [1280] * 2 + [1280] + [1280] * 3 + [640] * 3 + [320] * 3
-    shapes = []
-    for c in blocks:
-        shapes += [(c, c)] * 4                       # attn1 q, k, v, out
-        shapes += [(c, c), (c, 768), (c, 768), (c, c)]  # attn2 q, k, v, out
-    assert len(shapes) == 128
-    return shapes
+from benchlib import attention_linears, cargo_bench, write_section
 
 
 def torch_reference(ranks, reps, threads):
@@ -70,26 +55,10 @@ def torch_reference(ranks, reps, threads):
 
 
 def ours(ranks, reps):
-    cmd = (". scripts/env.sh && cargo bench --profile dev -q -p stylus-diffusion --bench lora_apply -- "
-           f"--ranks {','.join(map(str, ranks))} --reps {reps}")
-    p = subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True)
-    sys.stderr.write(p.stderr[-2000:])
-    if p.returncode != 0:
-        sys.exit(f"cargo bench failed ({p.returncode})")
-    line = next(l for l in p.stdout.splitlines() if l.startswith("BENCH_JSON "))
-    return json.loads(line[len("BENCH_JSON "):])
-
-
-def write_section(text):
-    path = ROOT / "BENCHMARKS.md"
-    doc = path.read_text()
-    begin, end = "<!-- lora_apply:begin -->", "<!-- lora_apply:end -->"
-    block = f"{begin}\n{text}\n{end}"
-    if begin in doc:
-        doc = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, doc, flags=re.S)
-    else:
-        doc = doc.rstrip() + "\n\n" + block + "\n"
-    path.write_text(doc)
+    r = cargo_bench("lora_apply", f"--ranks {','.join(map(str, ranks))} --reps {reps}")
+    if "error" in r:
+        sys.exit(f"cargo bench failed: {r['error']}")
+    return r
 
 
 def main():
@@ -140,7 +109,7 @@ def main():
     ])
     print(text)
     if not a.no_write:
-        write_section(text)
+        write_section("lora_apply", text)
 
 
 if __name__ == "__main__":

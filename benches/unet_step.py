@@ -9,15 +9,10 @@ Writes the `unet_step` section of BENCHMARKS.md. The GPU run (burn-wgpu on Vulka
 H100/H200) is a separate, prepared device script: benches/gpu/README.md.
 """
 import argparse
-import json
 import os
-import re
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import SD15_UNET, cargo_bench, write_section
 
 
 def torch_step(latent, batch, reps, threads):
@@ -26,11 +21,7 @@ def torch_step(latent, batch, reps, threads):
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    cfg = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-               block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8,
-               down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-               up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
-    unet = UNet2DConditionModel(**cfg).eval()
+    unet = UNet2DConditionModel(**SD15_UNET).eval()
     x = torch.randn(batch, 4, latent, latent)
     ctx = torch.randn(batch, 77, 768)
     t = torch.tensor(500)
@@ -45,25 +36,7 @@ def torch_step(latent, batch, reps, threads):
 
 
 def ours(device, latent, batch, reps):
-    feats = "--features wgpu " if device == "wgpu" else ""
-    cmd = (f". scripts/env.sh && cargo bench --profile dev -q -p stylus-diffusion {feats}--bench unet_step -- "
-           f"--device {device} --latent {latent} --batch {batch} --reps {reps}")
-    p = subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True)
-    sys.stderr.write(p.stderr[-1500:])
-    line = next((l for l in p.stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
-    if p.returncode != 0 or line is None:
-        return {"device": device, "error": (p.stderr.strip().splitlines() or ["failed"])[-1]}
-    return json.loads(line[len("BENCH_JSON "):])
-
-
-def write_section(text):
-    path = ROOT / "BENCHMARKS.md"
-    doc = path.read_text()
-    begin, end = "<!-- unet_step:begin -->", "<!-- unet_step:end -->"
-    block = f"{begin}\n{text}\n{end}"
-    doc = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, doc, flags=re.S) if begin in doc \
-        else doc.rstrip() + "\n\n" + block + "\n"
-    path.write_text(doc)
+    return {"device": device, **cargo_bench("unet_step", f"--device {device} --latent {latent} --batch {batch} --reps {reps}")}
 
 
 def main():
@@ -106,7 +79,7 @@ def main():
     ])
     print(text)
     if not a.no_write:
-        write_section(text)
+        write_section("unet_step", text)
 
 
 if __name__ == "__main__":

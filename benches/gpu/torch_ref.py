@@ -4,9 +4,14 @@ the given latent size, batch 2, fp16 and fp32, and diffusers-style LoRA fusing (
 of 5 rank-32 / rank-128 adapters into the 128 attention linears. Prints one JSON object."""
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchlib import SD15_UNET, attention_linears  # noqa: E402
 
 
 def sync(dev):
@@ -16,11 +21,7 @@ def sync(dev):
 
 def unet_step(dev, dtype, latent, reps):
     from diffusers import UNet2DConditionModel
-    cfg = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-               block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8,
-               down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-               up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
-    unet = UNet2DConditionModel(**cfg).to(dev, dtype).eval()
+    unet = UNet2DConditionModel(**SD15_UNET).to(dev, dtype).eval()
     x = torch.randn(2, 4, latent, latent, device=dev, dtype=dtype)
     ctx = torch.randn(2, 77, 768, device=dev, dtype=dtype)
     times = []
@@ -36,10 +37,7 @@ def unet_step(dev, dtype, latent, reps):
 
 
 def lora_fuse(dev, rank):
-    blocks = [320] * 2 + [640] * 2 + [1280] * 2 + [1280] + [1280] * 3 + [640] * 3 + [320] * 3
-    shapes = []
-    for c in blocks:
-        shapes += [(c, c)] * 4 + [(c, c), (c, 768), (c, 768), (c, c)]
+    shapes = attention_linears()
     ws = [torch.randn(o, i, device=dev) for o, i in shapes]
     ad = [[(torch.randn(o, rank, device=dev), torch.randn(rank, i, device=dev)) for o, i in shapes] for _ in range(5)]
     best = None

@@ -9,28 +9,15 @@
 //! table and one `BENCH_JSON {…}` line; `benches/lora_apply.py` runs it next to the PyTorch
 //! reference and writes BENCHMARKS.md.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use stylus_diffusion::nn::uploaded_bytes;
-use stylus_diffusion::{device_named, Loader, LoraHost, UNet2DConditionModel};
+use stylus_diffusion::device_named;
 use stylus_lora::{LoraFile, ModuleKey, ModuleTable};
 use stylus_sd::{sd_params, Component, SdConfig};
 
-/// xorshift64* → uniform in [-a, a].
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self, a: f32) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let u = (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32;
-        (2.0 * u - 1.0) * a
-    }
-    fn fill(&mut self, n: usize, a: f32) -> Vec<f32> {
-        (0..n).map(|_| self.next(a)).collect()
-    }
-}
+mod common;
+use common::{random_unet, Rng};
 
 /// The 128 attention linears of SD1.5's UNet: (diffusers path, [out, in]).
 fn attention_linears(cfg: &SdConfig) -> Vec<(String, Vec<usize>)> {
@@ -95,19 +82,7 @@ fn main() {
 
     // Full-size UNet with random weights (text encoder / VAE slots zero-filled, then dropped).
     let t = Instant::now();
-    let mut rng = Rng(0x5eed);
-    let values: HashMap<String, Vec<f32>> = sd_params(&cfg)
-        .into_iter()
-        .map(|p| {
-            let v = if p.component == Component::Unet { rng.fill(p.numel(), 0.02) } else { vec![0.0; p.numel()] };
-            (p.path, v)
-        })
-        .collect();
-    let mut ld = Loader::from_values(&cfg, values, &device).expect("values");
-    ld.retain(Component::Unet);
-    let unet = UNet2DConditionModel::load(&cfg.unet, &mut ld).expect("unet");
-    let host: LoraHost = ld.take_lora_host();
-    let unet_params: usize = sd_params(&cfg).iter().filter(|p| p.component == Component::Unet).map(|p| p.numel()).sum();
+    let (unet, host, unet_params) = random_unet(&cfg, &mut Rng(0x5eed), &device);
     let load_ms = ms(t);
     eprintln!("full-size UNet: {unet_params} parameters ({:.2} GB f32), built in {load_ms:.0} ms", unet_params as f64 * 4e-9);
 

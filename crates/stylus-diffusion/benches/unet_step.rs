@@ -4,26 +4,15 @@
 //! kernels there, timed separately), then `reps` timed steps, each synchronised by reading ε back.
 //! Prints `BENCH_JSON {…}`; `benches/unet_step.py` runs it beside PyTorch and writes BENCHMARKS.md.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use stylus_diffusion::attention::AttentionConfig;
 use stylus_diffusion::nn::{from_vec, to_vec};
-use stylus_diffusion::{device_named, Loader, UNet2DConditionModel};
-use stylus_sd::{sd_params, Component, SdConfig};
+use stylus_diffusion::device_named;
+use stylus_sd::SdConfig;
 
-/// xorshift64* → uniform in [-a, a].
-fn fill(state: &mut u64, n: usize, a: f32) -> Vec<f32> {
-    (0..n)
-        .map(|_| {
-            *state ^= *state >> 12;
-            *state ^= *state << 25;
-            *state ^= *state >> 27;
-            let u = (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32;
-            (2.0 * u - 1.0) * a
-        })
-        .collect()
-}
+mod common;
+use common::{random_unet, Rng};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -41,23 +30,14 @@ fn main() {
     };
     let cfg = SdConfig::v1_5();
     let t = Instant::now();
-    let mut rng = 0x5eed_u64;
-    let values: HashMap<String, Vec<f32>> = sd_params(&cfg)
-        .into_iter()
-        .map(|p| {
-            let v = if p.component == Component::Unet { fill(&mut rng, p.numel(), 0.02) } else { vec![0.0; p.numel()] };
-            (p.path, v)
-        })
-        .collect();
-    let mut ld = Loader::from_values(&cfg, values, &device).expect("values");
-    ld.retain(Component::Unet);
-    let unet = UNet2DConditionModel::load(&cfg.unet, &mut ld).expect("unet");
+    let mut rng = Rng(0x5eed);
+    let (unet, _, _) = random_unet(&cfg, &mut rng, &device);
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
     let attn = AttentionConfig::default();
     let (c, s) = (cfg.unet.in_channels, cfg.unet.cross_attention_dim);
     let mut step = || {
-        let x = from_vec(fill(&mut rng, batch * c * latent * latent, 1.0), [batch, c, latent, latent], &device).expect("x");
-        let ctx = from_vec(fill(&mut rng, batch * 77 * s, 1.0), [batch, 77, s], &device).expect("ctx");
+        let x = from_vec(rng.fill(batch * c * latent * latent, 1.0), [batch, c, latent, latent], &device).expect("x");
+        let ctx = from_vec(rng.fill(batch * 77 * s, 1.0), [batch, 77, s], &device).expect("ctx");
         let t = Instant::now();
         let eps = to_vec(unet.forward(x, &[500.0], &ctx, &attn).expect("forward")).expect("read");
         assert!(eps.iter().all(|v| v.is_finite()), "non-finite ε");
