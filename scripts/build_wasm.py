@@ -78,6 +78,8 @@ def main():
             continue
         t = time.time()
         out = build(b, e)
+        if b["name"] == "web-engine":  # served as parts of at most 25 MiB (Workers' per-asset limit)
+            run([sys.executable, ROOT / "scripts/split_wasm.py"], ROOT, e)
         sizes = ", ".join(f"{p.name} {p.stat().st_size:,} B" for p in sorted(out.rglob("*.wasm")))
         print(f"build_wasm: {b['name']} -> {out.relative_to(ROOT)} ({sizes}) in {time.time() - t:.0f} s", flush=True)
 

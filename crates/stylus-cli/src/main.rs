@@ -33,6 +33,11 @@ enum Cmd {
     Lora(commands::lora::Cmd),
     /// Tokenize a prompt with SD1.5's CLIP tokenizer (77-token window, truncation reported).
     Tokenize(commands::tokenize::Args),
+    /// Sentence embeddings with all-MiniLM-L6-v2 (burn port of sentence-transformers).
+    Embed(commands::embed::Args),
+    /// Sentence-embedder tools: distill the all-MiniLM-L6-v2 token table.
+    #[command(subcommand)]
+    Embedder(commands::embedder::Cmd),
 }
 
 /// Prints errors as one readable chain (no backtrace, even with RUST_BACKTRACE set) and exits 1.
@@ -58,6 +63,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Catalog(c) => commands::catalog::run(c),
         Cmd::Compose(a) => commands::compose::run(a),
         Cmd::Convert(a) => commands::convert::run(a),
+        Cmd::Embed(a) => commands::embed::run(a),
+        Cmd::Embedder(c) => commands::embedder::run(c),
         Cmd::Generate(a) => commands::generate::run(a),
         Cmd::Index(c) => commands::index::run(c),
         Cmd::Inspect(a) => commands::inspect::run(a),

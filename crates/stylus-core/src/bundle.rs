@@ -3,9 +3,13 @@
 //!
 //! Layout (integers little-endian):
 //! ```text
-//! b"STYLUSIX" | u32 version (1) | u32 header_len | header (JSON, header_len bytes)
+//! b"STYLUSIX" | u32 version (2) | u32 header_len | header (JSON, header_len bytes)
 //! | cards (JSON array of Card, header.cards_bytes) | lexical postings (header.lexical_bytes)
+//! | example-prompt postings (header.examples_bytes, 0 when absent)
+//! | dense section (only when header.dense is present: embedder table + card vectors, [`crate::dense`])
+//! | fusion weights (JSON, header.fusion_bytes; 0 in version 1: defaults)
 //! ```
+//! Version 1 bundles (no dense section) still load.
 //! The header ([`Header`]) names the embedder ("bm25-v1"), the counts, the section sizes and the
 //! sha256 (hex) of everything after it. The postings are [`Bm25::write`]'s encoding, so loading does
 //! not re-tokenize and an index built with descriptions keeps scoring the same when they are left
@@ -14,13 +18,17 @@
 //! Shard layout: `b"STYLUSSH" | u32 index | u32 count | u64 bundle_len | [u8; 32] bundle sha256 |
 //! data`; shards re-join in any order and the join checks completeness and the checksum.
 
+use crate::dense::{Dense, DenseHeader};
+use crate::embed::hybrid::Fusion;
 use crate::lexical::{Bm25, EMBEDDER_ID};
 use crate::{Card, Error, Index};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub const MAGIC: &[u8; 8] = b"STYLUSIX";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// Oldest bundle version this build reads.
+pub const MIN_VERSION: u32 = 1;
 pub const SHARD_MAGIC: &[u8; 8] = b"STYLUSSH";
 /// Bytes of a shard's own header.
 pub const SHARD_HEADER: usize = 8 + 4 + 4 + 8 + 32;
@@ -28,7 +36,7 @@ pub const SHARD_HEADER: usize = 8 + 4 + 4 + 8 + 32;
 pub const DEFAULT_SHARD_BYTES: usize = 25 * 1024 * 1024;
 
 /// The bundle header.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Header {
     pub embedder: String,
@@ -39,8 +47,17 @@ pub struct Header {
     pub descriptions: bool,
     pub cards_bytes: u64,
     pub lexical_bytes: u64,
-    /// sha256 (lowercase hex) of the cards and lexical sections.
+    /// sha256 (lowercase hex) of everything after the header.
     pub sha256: String,
+    /// Bytes of the example-prompt postings (0: none).
+    #[serde(default)]
+    pub examples_bytes: u64,
+    /// The dense section: embedder id, dimension and table hash, sizes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dense: Option<DenseHeader>,
+    /// Bytes of the fusion weights section (covered by the checksum, unlike this header).
+    #[serde(default)]
+    pub fusion_bytes: u64,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -53,6 +70,15 @@ pub fn write(index: &Index, descriptions: bool) -> Vec<u8> {
     let mut payload = serde_json::to_vec(&cards).unwrap_or_default();
     let cards_bytes = payload.len() as u64;
     index.lexical().write(&mut payload);
+    let lexical_bytes = payload.len() as u64 - cards_bytes;
+    if let Some(e) = index.examples() {
+        e.write(&mut payload);
+    }
+    let examples_bytes = payload.len() as u64 - cards_bytes - lexical_bytes;
+    let dense = index.dense().map(|d| d.write(&mut payload));
+    let before = payload.len();
+    payload.extend(serde_json::to_vec(&index.fusion()).unwrap_or_default());
+    let fusion_bytes = (payload.len() - before) as u64;
     let lex = index.lexical();
     let header = Header {
         embedder: EMBEDDER_ID.into(),
@@ -61,8 +87,11 @@ pub fn write(index: &Index, descriptions: bool) -> Vec<u8> {
         postings: lex.num_postings() as u64,
         descriptions: descriptions && cards.iter().any(|c| c.description.is_some()),
         cards_bytes,
-        lexical_bytes: payload.len() as u64 - cards_bytes,
+        lexical_bytes,
         sha256: hex(&Sha256::digest(&payload)),
+        examples_bytes,
+        dense,
+        fusion_bytes,
     };
     let header = serde_json::to_vec(&header).unwrap_or_default();
     let mut out = Vec::with_capacity(16 + header.len() + payload.len());
@@ -88,7 +117,7 @@ pub fn header(bytes: &[u8]) -> Result<(Header, usize), Error> {
         return Err(Error::BundleBadMagic);
     }
     let version = u32_at(bytes, 8).ok_or_else(|| truncated(16))?;
-    if version != VERSION {
+    if !(MIN_VERSION..=VERSION).contains(&version) {
         return Err(Error::BundleVersion { found: version, supported: VERSION });
     }
     let hlen = u32_at(bytes, 12).ok_or_else(|| truncated(16))? as usize;
@@ -104,7 +133,14 @@ pub fn header(bytes: &[u8]) -> Result<(Header, usize), Error> {
 /// Loads a bundle, checking magic, version, embedder, length, sha256 and every section.
 pub fn read(bytes: &[u8]) -> Result<Index, Error> {
     let (h, start) = header(bytes)?;
-    let end = (start as u64).checked_add(h.cards_bytes).and_then(|x| x.checked_add(h.lexical_bytes));
+    let dense_bytes = h.dense.as_ref().map_or(Some(0), |d| d.embedder_bytes.checked_add(d.vectors_bytes));
+    let end = (start as u64)
+        .checked_add(h.cards_bytes)
+        .and_then(|x| x.checked_add(h.lexical_bytes))
+        .and_then(|x| x.checked_add(h.examples_bytes))
+        .zip(dense_bytes)
+        .and_then(|(x, d)| x.checked_add(d))
+        .and_then(|x| x.checked_add(h.fusion_bytes));
     let end = end.ok_or_else(|| Error::BundleCorrupt("section sizes overflow".into()))?;
     if (bytes.len() as u64) < end {
         return Err(Error::BundleTruncated { expected: end, found: bytes.len() as u64 });
@@ -116,7 +152,10 @@ pub fn read(bytes: &[u8]) -> Result<Index, Error> {
     if hex(&Sha256::digest(payload)) != h.sha256.to_ascii_lowercase() {
         return Err(Error::BundleChecksum);
     }
-    let (cards_raw, lex_raw) = payload.split_at(h.cards_bytes as usize);
+    let (cards_raw, rest) = payload.split_at(h.cards_bytes as usize);
+    let (lex_raw, rest) = rest.split_at(h.lexical_bytes as usize);
+    let (examples_raw, rest) = rest.split_at(h.examples_bytes as usize);
+    let (dense_raw, fusion_raw) = rest.split_at(rest.len() - h.fusion_bytes as usize);
     let cards: Vec<Card> = serde_json::from_slice(cards_raw).map_err(|e| Error::BundleCorrupt(format!("cards: {e}")))?;
     let lex = Bm25::read(lex_raw).map_err(|e| Error::BundleCorrupt(format!("postings: {e}")))?;
     let found = (cards.len() as u64, lex.num_docs() as u64, lex.num_terms() as u64, lex.num_postings() as u64);
@@ -126,7 +165,13 @@ pub fn read(bytes: &[u8]) -> Result<Index, Error> {
             h.cards, h.terms, h.postings
         )));
     }
-    Index::from_parts(cards, lex).map_err(|e| Error::BundleCorrupt(e.to_string()))
+    let n = cards.len();
+    let examples = (h.examples_bytes > 0).then(|| Bm25::read(examples_raw).map_err(|e| Error::BundleCorrupt(format!("example postings: {e}")))).transpose()?;
+    let dense = h.dense.as_ref().map(|dh| Dense::read(dh, dense_raw, n)).transpose()?;
+    let index = Index::from_parts(cards, lex).map_err(|e| Error::BundleCorrupt(e.to_string()))?;
+    let fusion =
+        if fusion_raw.is_empty() { Fusion::default() } else { serde_json::from_slice(fusion_raw).map_err(|e| Error::BundleCorrupt(format!("fusion: {e}")))? };
+    index.with_examples(examples)?.with_dense(dense)?.with_fusion(fusion)
 }
 
 /// Splits a bundle into shards of at most `max_bytes` each (shard header included).

@@ -116,7 +116,14 @@ pub struct Card {
     /// Cleaned description (refiner output); not shipped in demo bundles.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Example prompts, network tags removed (at most [`MAX_EXAMPLES`]); indexed for retrieval, not
+    /// shipped in demo bundles (the card authors' text).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub example_prompts: Vec<String>,
 }
+
+/// Example prompts kept per card.
+pub const MAX_EXAMPLES: usize = 3;
 
 fn default_weight() -> f32 {
     DEFAULT_WEIGHT
@@ -147,6 +154,7 @@ impl Card {
             stats: Stats::default(),
             n_example_prompts: 0,
             description: None,
+            example_prompts: Vec::new(),
         }
     }
 
@@ -180,9 +188,10 @@ impl Card {
         }
     }
 
-    /// This card without its description (what demo bundles carry).
+    /// This card without its free text, description and example prompts (what demo bundles carry).
     pub fn without_description(mut self) -> Self {
         self.description = None;
+        self.example_prompts = Vec::new();
         self
     }
 }

@@ -17,11 +17,10 @@
 //! the debias suffix (control characters blanked); the A1111 string appends ` <lora:NAME:w>` tags, w with two decimals.
 
 use crate::card::{Card, Category};
-use crate::lexical::Bm25;
 use crate::masks::{self, MaskMode};
 use crate::text::{clean_line, strip_network_tags};
 use crate::topics::{phrases, Phrase};
-use crate::Error;
+use crate::{Error, Index};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -204,7 +203,8 @@ pub struct Timings {
 
 /// Runs the composer over a catalog (`cards[i]` is document `i` of `lex`). `now` is an optional
 /// millisecond clock for [`Timings`] (the library itself reads no clock).
-pub fn compose(cards: &[Card], lex: &Bm25, req: &ComposeRequest, now: Option<&dyn Fn() -> f64>) -> Result<ComposeResponse, Error> {
+pub fn compose(index: &Index, req: &ComposeRequest, now: Option<&dyn Fn() -> f64>) -> Result<ComposeResponse, Error> {
+    let (cards, lex) = (index.cards(), index.lexical());
     let clock = || now.map_or(0.0, |f| f());
     let us = |a: f64, b: f64| ((b - a) * 1000.0).max(0.0).round() as u64;
     let t0 = clock();
@@ -213,7 +213,7 @@ pub fn compose(cards: &[Card], lex: &Bm25, req: &ComposeRequest, now: Option<&dy
     let topics = phrases(&req.prompt);
     let t1 = clock();
 
-    let hits = retrieve(lex, &topics, o.top_k as usize);
+    let hits = retrieve(index, &req.prompt, &topics, o.top_k as usize);
     let t2 = clock();
 
     // (topic, doc, score, matched terms) for each retrieved card with a qualifying topic.
@@ -255,11 +255,12 @@ pub fn compose(cards: &[Card], lex: &Bm25, req: &ComposeRequest, now: Option<&dy
     Ok(ComposeResponse { topics: out, images, timings_us })
 }
 
-/// The local composer's retrieval: the `k` best cards (document, BM25) for the terms of all topics.
-pub(crate) fn retrieve(lex: &Bm25, topics: &[Phrase], k: usize) -> Vec<(u32, f32)> {
+/// The local composer's retrieval: the `k` best cards (document, score) for the terms of all topics
+/// (BM25), fused with the prompt's embedding when the index has vectors.
+pub(crate) fn retrieve(index: &Index, prompt: &str, topics: &[Phrase], k: usize) -> Vec<(u32, f32)> {
     let mut query: Vec<String> = topics.iter().flat_map(|t| t.terms.iter().cloned()).collect();
     query.dedup();
-    lex.search(&query, k)
+    index.retrieve_with_terms(prompt, &query, k)
 }
 
 /// A card as chosen for a topic.

@@ -1,5 +1,6 @@
 //! Stylus compose logic shared by the native CLI, the Cloudflare worker and the browser: adapter cards,
-//! catalog ingest and refinement, policy filters, BM25 retrieval, the composer and index bundles; also
+//! catalog ingest and refinement, policy filters, retrieval (BM25 over card fields and example prompts,
+//! fused with a static embedder's int8 vectors: [`embed`], [`dense`]), the composer and index bundles; also
 //! the pure parts of the CLI's live catalog fetcher ([`fetch`]), optional LLM refiner ([`llm_refine`]) and
 //! optional LLM composer ([`llm_compose`]).
 //! No I/O and no clock: functions take bytes or structs and return structs, so the crate builds for
@@ -21,6 +22,8 @@
 pub mod bundle;
 pub mod card;
 pub mod compose;
+pub mod dense;
+pub mod embed;
 pub mod fetch;
 pub mod ingest;
 pub mod lexical;
@@ -29,6 +32,7 @@ pub mod llm_refine;
 pub mod masks;
 pub mod policy;
 pub mod refine;
+pub mod synth;
 pub mod text;
 pub mod topics;
 
@@ -158,6 +162,11 @@ pub struct Index {
     cards: Vec<Card>,
     by_id: HashMap<u64, usize>,
     lex: Bm25,
+    /// Card vectors and the query embedder, when the index was built with one.
+    dense: Option<dense::Dense>,
+    /// BM25 over the cards' example prompts, when any card has one.
+    examples: Option<Bm25>,
+    fusion: embed::hybrid::Fusion,
 }
 
 impl Index {
@@ -165,7 +174,8 @@ impl Index {
     /// repeated id.
     pub fn build(cards: Vec<Card>) -> Result<Self, Error> {
         let lex = Bm25::build(cards.iter().map(lexical::card_terms));
-        Self::from_parts(cards, lex)
+        let examples = cards.iter().any(|c| !c.example_prompts.is_empty()).then(|| Bm25::build(cards.iter().map(lexical::example_terms)));
+        Self::from_parts(cards, lex)?.with_examples(examples)
     }
 
     pub(crate) fn from_parts(cards: Vec<Card>, lex: Bm25) -> Result<Self, Error> {
@@ -178,7 +188,88 @@ impl Index {
                 return Err(Error::DuplicateCard(c.id));
             }
         }
-        Ok(Index { cards, by_id, lex })
+        Ok(Index { cards, by_id, lex, dense: None, examples: None, fusion: embed::hybrid::Fusion::default() })
+    }
+
+    /// [`Index::build`] plus dense retrieval: every card embedded with `embedder` from its title,
+    /// description and tags, queries fused with BM25. With `free_text` false, descriptions and example
+    /// prompts are dropped after embedding: the postings and the bundle hold factual fields only (what
+    /// a published demo index may carry), the vectors still reflect the descriptions.
+    pub fn build_dense(cards: Vec<Card>, embedder: embed::StaticEmbedder, fusion: embed::hybrid::Fusion, free_text: bool) -> Result<Self, Error> {
+        fusion.validate().map_err(Error::InvalidRequest)?;
+        let d = dense::Dense::build(&cards, embedder);
+        let cards = if free_text { cards } else { cards.into_iter().map(Card::without_description).collect() };
+        let ix = Self::build(cards)?.with_dense(Some(d))?;
+        Ok(Index { fusion, ..ix })
+    }
+
+    pub(crate) fn with_examples(mut self, e: Option<Bm25>) -> Result<Self, Error> {
+        if let Some(e) = &e {
+            if e.num_docs() != self.cards.len() {
+                return Err(Error::BundleCorrupt(format!("{} example-prompt documents for {} cards", e.num_docs(), self.cards.len())));
+            }
+        }
+        self.examples = e;
+        Ok(self)
+    }
+
+    pub(crate) fn with_fusion(mut self, f: embed::hybrid::Fusion) -> Result<Self, Error> {
+        f.validate().map_err(|e| Error::BundleCorrupt(e))?;
+        self.fusion = f;
+        Ok(self)
+    }
+
+    /// The fusion weights retrieval uses.
+    pub fn fusion(&self) -> embed::hybrid::Fusion {
+        self.fusion
+    }
+
+    /// The example-prompt BM25 index, when there is one.
+    pub fn examples(&self) -> Option<&Bm25> {
+        self.examples.as_ref()
+    }
+
+    pub(crate) fn with_dense(mut self, d: Option<dense::Dense>) -> Result<Self, Error> {
+        if let Some(d) = &d {
+            if d.len() != self.cards.len() {
+                return Err(Error::BundleCorrupt(format!("{} card vectors for {} cards", d.len(), self.cards.len())));
+            }
+        }
+        self.dense = d;
+        Ok(self)
+    }
+
+    /// The dense half, when there is one.
+    pub fn dense(&self) -> Option<&dense::Dense> {
+        self.dense.as_ref()
+    }
+
+    /// Retrieval of the `k` best documents for a text: the [`Fusion`](embed::hybrid::Fusion) of dense
+    /// cosine (when the index has vectors), BM25 over card fields and BM25 over example prompts (when
+    /// cards had them); BM25 alone for an index with neither. `(document, score)`, best first.
+    pub fn retrieve(&self, query: &str, k: usize) -> Vec<(u32, f32)> {
+        self.retrieve_with_terms(query, &text::terms(query), k)
+    }
+
+    /// [`Index::retrieve`] with the BM25 terms given (the composer passes its topics' terms).
+    pub(crate) fn retrieve_with_terms(&self, query: &str, terms: &[String], k: usize) -> Vec<(u32, f32)> {
+        use embed::hybrid::{fuse, Signal};
+        if self.dense.is_none() && self.examples.is_none() {
+            return self.lex.search(terms, k);
+        }
+        let f = self.fusion;
+        let depth = f.depth.max(k);
+        let mut signals = vec![Signal { hits: self.lex.search(terms, depth), score: Box::new(|doc| self.lex.score(terms, doc).0), weight: f.lexical }];
+        if let Some(e) = &self.examples {
+            signals.push(Signal { hits: e.search(terms, depth), score: Box::new(move |doc| e.score(terms, doc).0), weight: f.examples });
+        }
+        if let Some(d) = &self.dense {
+            let q = d.embedder.embed(query);
+            let hits = embed::Ann::search(&d.vectors, &q, depth);
+            signals.push(Signal { hits, score: Box::new(move |doc| d.vectors.score(&q, doc as usize)), weight: f.dense });
+        }
+        signals.retain(|s| s.weight > 0.0);
+        fuse(&signals, k)
     }
 
     /// Loads a bundle made by [`Index::to_bundle`] (checks magic, version, embedder, sha256).
@@ -198,12 +289,12 @@ impl Index {
 
     /// Composes adapters for a request.
     pub fn compose(&self, req: &ComposeRequest) -> Result<ComposeResponse, Error> {
-        compose::compose(&self.cards, &self.lex, req, None)
+        compose::compose(self, req, None)
     }
 
     /// [`Index::compose`] with per-stage timings read from `now` (milliseconds, e.g. `performance.now()`).
     pub fn compose_timed(&self, req: &ComposeRequest, now: &dyn Fn() -> f64) -> Result<ComposeResponse, Error> {
-        compose::compose(&self.cards, &self.lex, req, Some(now))
+        compose::compose(self, req, Some(now))
     }
 
     /// The card with a model id.
@@ -232,9 +323,9 @@ impl Index {
         self.cards.is_empty()
     }
 
-    /// BM25 retrieval of the `k` best cards for a free-text query: (model id, score), best first.
+    /// [`Index::retrieve`] as `(model id, score)`, best first.
     pub fn search(&self, query: &str, k: usize) -> Vec<(u64, f32)> {
-        self.lex.search(&text::terms(query), k).into_iter().map(|(d, s)| (self.cards[d as usize].id, s)).collect()
+        self.retrieve(query, k).into_iter().map(|(d, s)| (self.cards[d as usize].id, s)).collect()
     }
 }
 

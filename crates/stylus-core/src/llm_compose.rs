@@ -63,7 +63,7 @@ fitting adapter gets an empty object. Reply with one JSON object and nothing els
 pub fn candidates<'a>(index: &'a Index, req: &ComposeRequest) -> Result<Vec<&'a Card>, Error> {
     req.validate()?;
     let k = (req.options.top_k as usize).min(MAX_CANDIDATES);
-    Ok(compose::retrieve(index.lexical(), &phrases(&req.prompt), k).into_iter().map(|(d, _)| &index.cards()[d as usize]).collect())
+    Ok(compose::retrieve(index, &req.prompt, &phrases(&req.prompt), k).into_iter().map(|(d, _)| &index.cards()[d as usize]).collect())
 }
 
 /// The request body (`POST …/chat/completions`) asking `model` to compose `req` from `candidates`.

@@ -56,6 +56,13 @@ pub fn refine(raw: RawCard) -> Result<Card, String> {
     card.model_page = model_page(raw.id);
     card.stats = raw.stats;
     card.n_example_prompts = raw.example_prompts.iter().filter(|p| !p.trim().is_empty()).count() as u32;
+    card.example_prompts = raw
+        .example_prompts
+        .iter()
+        .map(|p| clean_line(&strip_network_tags(truncate_chars(p, 2000))))
+        .filter(|p| !p.is_empty())
+        .take(crate::card::MAX_EXAMPLES)
+        .collect();
     Ok(card)
 }
 

@@ -116,6 +116,31 @@ impl Generator {
         Ok(())
     }
 
+    /// Loads a converted model (`stylus convert`): `manifest_json` is its `manifest.json`, `shards`
+    /// the bytes of its shards in manifest order (each checked against the manifest's sha256), and
+    /// the CLIP `tokenizer.json`. The architecture is the manifest's `config` (`sd15` or `tiny`).
+    #[wasm_bindgen(js_name = loadConvertedModel)]
+    pub fn load_converted_model(&self, manifest_json: String, shards: js_sys::Array, tokenizer_json: Vec<u8>) -> Result<(), JsValue> {
+        if self.busy.get() {
+            return Err(coded("busy", "a generation is running"));
+        }
+        let v: Value = serde_json::from_str(&manifest_json).map_err(|e| coded("bad_model", format!("not a converted-model manifest: {e}")))?;
+        let cfg = config(v.get("config").and_then(Value::as_str).unwrap_or(""))?;
+        let mut st = self.state.try_borrow_mut().map_err(|_| coded("busy", "the model is in use"))?;
+        let fetch = |i: usize, info: &stylus_sd::convert::ShardInfo| -> Result<Vec<u8>, String> {
+            let part = shards.get(i as u32);
+            if part.is_undefined() {
+                return Err(format!("shard {i} ({}) was not given", info.file));
+            }
+            Ok(js_sys::Uint8Array::new(&part).to_vec())
+        };
+        let ld = stylus_diffusion::Loader::from_manifest(&cfg, manifest_json.as_bytes(), fetch, &st.device).map_err(|e| coded("bad_model", e))?;
+        let pipe = Pipeline::from_loader(&cfg, ld, &tokenizer_json).map_err(|e| coded("bad_model", e))?;
+        st.pipe = Some(pipe);
+        st.loras.clear();
+        Ok(())
+    }
+
     /// Adds a LoRA file (verified against `sha256` when given, as the catalog publishes it);
     /// returns its index for `setAdapters`. Refusals (SDXL LoRA, corrupt file, …) are `bad_lora`.
     #[wasm_bindgen(js_name = addLora)]

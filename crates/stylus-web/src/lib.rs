@@ -69,6 +69,12 @@ impl Composer {
         self.index.len()
     }
 
+    /// The retriever alone: the `k` best adapters for a text as JSON `[[id, score], …]` (hybrid dense +
+    /// BM25 when the index has vectors). For benchmarks and debugging.
+    pub fn search(&self, text: &str, k: usize) -> String {
+        serde_json::to_string(&self.index.search(text, k.min(1000))).unwrap_or_default()
+    }
+
     /// Composes a JSON request (the worker's `POST /v1/compose` body) into the JSON response.
     /// Errors are thrown as `Error` objects whose message starts with the stable code, e.g.
     /// `prompt_empty: the prompt is empty`.

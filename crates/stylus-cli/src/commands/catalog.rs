@@ -23,6 +23,9 @@ pub enum Cmd {
     /// `stylus index build --catalog` reads. Resumable: rerun the same command after an interruption.
     /// An API key is read from CIVITAI_API_KEY (sent as a Bearer token) when set.
     Fetch(FetchArgs),
+    /// Derive a synthetic card JSONL of N cards from a real catalog (deterministic from a seed,
+    /// streamed), for scale tests and benchmarks: `stylus catalog synth --from FILE --n 75000 --out OUT.jsonl`.
+    Synth(super::synth::Args),
 }
 
 #[derive(clap::Args)]
@@ -77,6 +80,7 @@ pub struct FetchArgs {
 pub fn run(cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
         Cmd::Fetch(a) => run_fetch(a),
+        Cmd::Synth(a) => super::synth::run(a),
     }
 }
 

@@ -6,14 +6,35 @@ mod llm;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use stylus_core::embed::{hybrid::Fusion, StaticEmbedder};
 use stylus_core::{bundle, ingest, Index, Policy};
 
 #[derive(clap::Subcommand)]
 pub enum Cmd {
     /// Build an index bundle from catalog files (compact Civitai JSONL, REST v1 pages, card JSONL).
     Build(BuildArgs),
-    /// Retrieve the best cards of an index for a text (BM25), to check an index.
+    /// Retrieve the best cards of an index for a text (hybrid dense + BM25, or BM25), to check an index.
     Query(QueryArgs),
+    /// Rank the cards of an index for many queries (JSON lines in, JSON lines out), for benchmarks.
+    Eval(EvalArgs),
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// Index bundle (OUT, or its manifest OUT.json).
+    #[arg(long)]
+    index: PathBuf,
+    /// Queries, one JSON string per line.
+    #[arg(long)]
+    queries: PathBuf,
+    #[arg(short, default_value_t = 150)]
+    k: usize,
+    /// Output: one JSON array of model ids per query, best first.
+    #[arg(long)]
+    out: PathBuf,
+    /// Also measure the dense index's recall@k against scoring every card (no sign-bit pre-scan).
+    #[arg(long)]
+    ann_check: bool,
 }
 
 #[derive(clap::Args)]
@@ -51,6 +72,16 @@ pub struct BuildArgs {
     /// the local refiner's fields.
     #[arg(long, default_value_t = 10)]
     llm_max_failures: u32,
+    /// Static embedder (`stylus embedder static`): adds card vectors and hybrid retrieval.
+    #[arg(long)]
+    embedder: Option<PathBuf>,
+    /// Fusion weights dense,fields,examples (default 0.4,0.3,0.3).
+    #[arg(long)]
+    fusion: Option<String>,
+    /// Example prompts indexed (with --with-descriptions): all, holdout-first (every card's first is
+    /// left out: the quality benchmark queries with it) or none.
+    #[arg(long, default_value = "all")]
+    example_prompts: String,
 }
 
 #[derive(clap::Args)]
@@ -68,6 +99,7 @@ pub fn run(cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
         Cmd::Build(a) => build(a),
         Cmd::Query(a) => query(a),
+        Cmd::Eval(a) => eval(a),
     }
 }
 
@@ -96,10 +128,30 @@ fn build(a: BuildArgs) -> anyhow::Result<()> {
         let settings = llm::Settings { cache: a.llm_cache.clone(), timeout_ms: a.llm_timeout_ms, max_failures: a.llm_max_failures };
         llm::refine_cards(&mut cards, &settings)?;
     }
-    if !a.with_descriptions {
-        cards = cards.into_iter().map(|c| c.without_description()).collect();
+    match a.example_prompts.as_str() {
+        "all" => {}
+        "holdout-first" => cards.iter_mut().for_each(|c| drop(c.example_prompts.drain(..c.example_prompts.len().min(1)))),
+        "none" => cards.iter_mut().for_each(|c| c.example_prompts.clear()),
+        x => bail!("--example-prompts {x:?}: expected all, holdout-first or none"),
     }
-    let index = Index::build(cards)?;
+    let mut fusion = Fusion::default();
+    if let Some(f) = &a.fusion {
+        let w: Vec<f32> =
+            f.split(',').map(|x| x.trim().parse::<f32>()).collect::<Result<_, _>>().with_context(|| format!("--fusion {f:?}: expected three numbers"))?;
+        anyhow::ensure!(w.len() == 3, "--fusion {f:?}: expected three numbers dense,fields,examples");
+        (fusion.dense, fusion.lexical, fusion.examples) = (w[0], w[1], w[2]);
+        fusion.validate().map_err(anyhow::Error::msg)?;
+    }
+    let index = match &a.embedder {
+        None if !a.with_descriptions => Index::build(cards.into_iter().map(|c| c.without_description()).collect())?,
+        Some(p) => {
+            let e = StaticEmbedder::from_bytes(&std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
+                .with_context(|| format!("{}: not a static embedder", p.display()))?;
+            eprintln!("embedding {} cards with {} (sha256 {})", cards.len(), e.id(), e.hash());
+            Index::build_dense(cards, e, fusion, a.with_descriptions)?
+        }
+        None => Index::build(cards)?,
+    };
     let bytes = if a.with_descriptions { index.to_bundle_with_descriptions() } else { index.to_bundle() };
     write_bundle(&a.out, &bytes, a.shard_mib)?;
     Ok(())
@@ -165,6 +217,48 @@ pub fn read_bundle(path: &Path) -> anyhow::Result<Vec<u8>> {
         .map(|s| std::fs::read(dir.join(s)).with_context(|| format!("reading shard {}", dir.join(s).display())))
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(bundle::assemble(&parts)?)
+}
+
+fn eval(a: EvalArgs) -> anyhow::Result<()> {
+    let index = Index::from_bundle(&read_bundle(&a.index)?)?;
+    let text = std::fs::read_to_string(&a.queries).with_context(|| format!("reading {}", a.queries.display()))?;
+    let mut out = String::new();
+    let mut us = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let q: String = serde_json::from_str(line).with_context(|| format!("{}:{}: not a JSON string", a.queries.display(), i + 1))?;
+        let t0 = std::time::Instant::now();
+        let hits = index.search(&q, a.k);
+        us.push(t0.elapsed().as_secs_f64() * 1e6);
+        let ids: Vec<u64> = hits.into_iter().map(|(id, _)| id).collect();
+        out.push_str(&serde_json::to_string(&ids)?);
+        out.push('\n');
+    }
+    std::fs::write(&a.out, out).with_context(|| format!("writing {}", a.out.display()))?;
+    let ann_recall = match (a.ann_check, index.dense()) {
+        (true, Some(d)) => {
+            use stylus_core::embed::Ann;
+            let mut full = d.vectors.clone();
+            full.prescan_above = usize::MAX;
+            let (mut found, mut total) = (0usize, 0usize);
+            for line in text.lines() {
+                let q = d.embedder.embed(&serde_json::from_str::<String>(line)?);
+                let want: std::collections::HashSet<u32> = full.search(&q, a.k).into_iter().map(|h| h.0).collect();
+                found += d.vectors.search(&q, a.k).iter().filter(|h| want.contains(&h.0)).count();
+                total += want.len();
+            }
+            Some(found as f64 / total.max(1) as f64)
+        }
+        _ => None,
+    };
+    us.sort_by(f64::total_cmp);
+    let pct = |p: f64| us.get(((us.len() as f64 * p) as usize).min(us.len().saturating_sub(1))).copied().unwrap_or(0.0);
+    // one JSON line on stdout for drivers; people read stderr
+    println!(
+        "{}",
+        serde_json::json!({"queries": us.len(), "p50_us": pct(0.5), "p99_us": pct(0.99), "mean_us": us.iter().sum::<f64>() / us.len().max(1) as f64, "ann_recall": ann_recall})
+    );
+    eprintln!("{} queries: p50 {:.3} ms, p99 {:.3} ms", us.len(), pct(0.5) / 1e3, pct(0.99) / 1e3);
+    Ok(())
 }
 
 fn query(a: QueryArgs) -> anyhow::Result<()> {

@@ -35,35 +35,24 @@ struct Endpoint {
 }
 
 fn env(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
+    std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
 
 fn endpoint() -> anyhow::Result<Endpoint> {
     let base = env("STYLUS_LLM_BASE_URL").context("--llm-refiner needs STYLUS_LLM_BASE_URL (an OpenAI-compatible base URL, e.g. https://api.openai.com/v1)")?;
-    let model = env("STYLUS_LLM_MODEL")
-        .context("--llm-refiner needs STYLUS_LLM_MODEL (the model name the endpoint serves)")?;
-    Ok(Endpoint {
-        url: llm_refine::endpoint_url(&base),
-        model,
-        key: env("STYLUS_LLM_API_KEY"),
-    })
+    let model = env("STYLUS_LLM_MODEL").context("--llm-refiner needs STYLUS_LLM_MODEL (the model name the endpoint serves)")?;
+    Ok(Endpoint { url: llm_refine::endpoint_url(&base), model, key: env("STYLUS_LLM_API_KEY") })
 }
 
 /// `$XDG_CACHE_HOME/stylus/llm-refiner-cache.json`, else `~/.cache/stylus/llm-refiner-cache.json`.
 fn default_cache() -> Option<PathBuf> {
-    let base = env("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| env("HOME").map(|h| Path::new(&h).join(".cache")))?;
+    let base = env("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| env("HOME").map(|h| Path::new(&h).join(".cache")))?;
     Some(base.join("stylus").join("llm-refiner-cache.json"))
 }
 
 fn load_cache(path: &Path) -> anyhow::Result<LlmCache> {
     match std::fs::read(path) {
-        Ok(bytes) => LlmCache::from_bytes(&bytes)
-            .with_context(|| format!("{}: delete it to start a new cache", path.display())),
+        Ok(bytes) => LlmCache::from_bytes(&bytes).with_context(|| format!("{}: delete it to start a new cache", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LlmCache::default()),
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
@@ -96,20 +85,13 @@ fn ask(agent: &ureq::Agent, ep: &Endpoint, card: &Card) -> Result<LlmOutput, (St
 /// Refines `cards` in place (see the module doc). Fails only on configuration and cache-file errors.
 pub fn refine_cards(cards: &mut [Card], s: &Settings) -> anyhow::Result<()> {
     let ep = endpoint()?;
-    let cache_path = s
-        .cache
-        .clone()
-        .or_else(default_cache)
-        .context("no LLM cache path: pass --llm-cache (HOME is not set)")?;
+    let cache_path = s.cache.clone().or_else(default_cache).context("no LLM cache path: pass --llm-cache (HOME is not set)")?;
     let mut cache = load_cache(&cache_path)?;
     let agent = agent(s.timeout_ms);
     let (mut refined, mut cached, mut unsaved, mut in_a_row) = (0usize, 0usize, 0usize, 0u32);
     let mut fallbacks: BTreeMap<String, usize> = BTreeMap::new();
     let bar = ProgressBar::new(cards.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("llm refiner [{bar:30}] {pos}/{len} {elapsed_precise}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    bar.set_style(ProgressStyle::with_template("llm refiner [{bar:30}] {pos}/{len} {elapsed_precise}").unwrap_or_else(|_| ProgressStyle::default_bar()));
     for card in cards.iter_mut() {
         bar.inc(1);
         let key = llm_refine::cache_key(&ep.model, card);
@@ -119,10 +101,7 @@ pub fn refine_cards(cards: &mut [Card], s: &Settings) -> anyhow::Result<()> {
             continue;
         }
         let result = if s.max_failures > 0 && in_a_row >= s.max_failures {
-            Err((
-                "skipped".to_string(),
-                format!("the endpoint failed {in_a_row} times in a row"),
-            ))
+            Err(("skipped".to_string(), format!("the endpoint failed {in_a_row} times in a row")))
         } else {
             ask(&agent, &ep, card)
         };
@@ -142,12 +121,7 @@ pub fn refine_cards(cards: &mut [Card], s: &Settings) -> anyhow::Result<()> {
                 }
                 let n: usize = fallbacks.values().sum();
                 if n < SHOW_FALLBACKS {
-                    bar.suspend(|| {
-                        eprintln!(
-                            "llm refiner: card {} ({}): {detail}; kept the local refiner's card",
-                            card.id, card.name
-                        )
-                    });
+                    bar.suspend(|| eprintln!("llm refiner: card {} ({}): {detail}; kept the local refiner's card", card.id, card.name));
                 }
                 *fallbacks.entry(kind).or_default() += 1;
             }
@@ -158,18 +132,7 @@ pub fn refine_cards(cards: &mut [Card], s: &Settings) -> anyhow::Result<()> {
         save_cache(&cache_path, &cache)?;
     }
     let fell: usize = fallbacks.values().sum();
-    let why = if fell == 0 {
-        String::new()
-    } else {
-        format!(
-            " ({})",
-            fallbacks
-                .iter()
-                .map(|(k, n)| format!("{k}: {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    };
+    let why = if fell == 0 { String::new() } else { format!(" ({})", fallbacks.iter().map(|(k, n)| format!("{k}: {n}")).collect::<Vec<_>>().join(", ")) };
     eprintln!(
         "llm refiner ({}): {} cards: {refined} refined, {cached} from cache, {fell} fell back to the local refiner{why}; cache {}",
         ep.model,

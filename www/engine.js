@@ -1,0 +1,192 @@
+// Stylus engine client (page and widget): starts engine-worker.js (a Web Worker; through a blob
+// module when the page is on another origin), speaks its message protocol (stylus.d.ts), turns a
+// compose result + the visitor's adapter choices into per-image LoRA weights, and generates one
+// image per mask, streaming download and step progress.
+
+/** Whether this browser can run the engine: {ok, reason}. */
+export async function checkWebGPU() {
+  if (!globalThis.navigator?.gpu) {
+    return { ok: false, reason: 'This browser has no WebGPU (navigator.gpu is missing), so images cannot be generated here. Composing still works. Use a recent Chrome or Edge (113+), or enable WebGPU in your browser\'s settings.' };
+  }
+  try {
+    const a = await navigator.gpu.requestAdapter();
+    if (!a) return { ok: false, reason: 'WebGPU is present but found no GPU adapter (blocklisted driver or disabled hardware acceleration), so images cannot be generated here. Composing still works.' };
+  } catch (e) {
+    return { ok: false, reason: `WebGPU failed to start (${e?.message || e}). Composing still works.` };
+  }
+  return { ok: true, reason: '' };
+}
+
+function spawnWorker(url) {
+  if (new URL(url).origin === globalThis.location?.origin) return new Worker(url, { type: 'module' });
+  // A worker script must be same-origin: a blob module that imports the engine (served with CORS).
+  const src = `import ${JSON.stringify(url)};`;
+  return new Worker(URL.createObjectURL(new Blob([src], { type: 'text/javascript' })), { type: 'module' });
+}
+
+export class Engine {
+  /** base: URL of the folder holding engine-worker.js and engine/ (the site, or the widget's origin). */
+  constructor(base) {
+    this.base = new URL('./', base).href;
+    this.worker = spawnWorker(new URL('engine-worker.js', this.base).href);
+    this.next = 0;
+    this.pending = new Map();
+    this.model = null;
+    this.loras = 0; // adapters added to the Generator since its model was loaded
+    this.worker.onmessage = (ev) => {
+      const m = ev.data;
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      if (m.progress) p.onProgress?.(m.progress);
+      else if (m.download) p.onDownload?.(m.download);
+      else {
+        this.pending.delete(m.id);
+        if (m.ok) p.resolve(m.result);
+        else {
+          const [code, ...rest] = String(m.error).split(': ');
+          p.reject(Object.assign(new Error(rest.join(': ') || code), { code }));
+        }
+      }
+    };
+    this.worker.onerror = (e) => {
+      for (const p of this.pending.values()) p.reject(Object.assign(new Error(`the engine worker failed: ${e.message || 'script error'}`), { code: 'worker_failed' }));
+      this.pending.clear();
+    };
+  }
+
+  call(msg, { onProgress, onDownload } = {}) {
+    return new Promise((resolve, reject) => {
+      const id = this.next++;
+      this.pending.set(id, { resolve, reject, onProgress, onDownload });
+      this.worker.postMessage({ id, ...msg });
+    });
+  }
+
+  /** Loads the engine wasm (parts, verified) once. */
+  init(onDownload) {
+    this.ready ??= this.call({
+      type: 'init',
+      pkg: new URL('engine/stylus_web.js', this.base).href,
+      wasmParts: new URL('engine/stylus_web_bg.wasm.parts.json', this.base).href,
+    }, { onDownload }).catch((e) => { this.ready = null; throw e; });
+    return this.ready;
+  }
+
+  /** modelUrl: a converted model's manifest.json, or a single .safetensors (then `config`). */
+  async loadModel({ modelUrl, tokenizerUrl = '', config = 'sd15' }, onDownload) {
+    const model = new URL(modelUrl, globalThis.location?.href).href;
+    const tokenizer = new URL(tokenizerUrl || 'tokenizer.json', tokenizerUrl ? globalThis.location?.href : model).href;
+    const key = `${model}|${tokenizer}|${config}`;
+    if (this.model === key) return null;
+    const msg = /\.json($|\?)/.test(model) ? { manifest: model, tokenizer } : { checkpoint: model, tokenizer, config };
+    const r = await this.call({ type: 'loadModel', ...msg }, { onDownload });
+    this.model = key;
+    this.loras = 0;
+    return r;
+  }
+
+  cancel() { return this.call({ type: 'cancel' }); }
+  stats() { return this.call({ type: 'stats' }); }
+  terminate() { this.worker.terminate(); for (const p of this.pending.values()) p.reject(new Error('terminated')); }
+}
+
+/**
+ * The adapters of a compose result with the visitor's choices (overrides: id → {enabled, weight})
+ * and, per image, the weight of each adapter: the composer's per-image weight scaled by the
+ * visitor's weight / the recommended one (0 when switched off).
+ */
+export function plan(result, overrides = new Map()) {
+  const adapters = [];
+  const seen = new Set();
+  for (const t of result.topics) {
+    for (const a of t.adapters) {
+      if (seen.has(a.id)) continue;
+      seen.add(a.id);
+      const o = overrides.get(a.id) || {};
+      adapters.push({ ...a, enabled: o.enabled ?? true, userWeight: o.weight ?? a.weight });
+    }
+  }
+  const byId = new Map(adapters.map((a) => [a.id, a]));
+  const images = result.images.map((img) => {
+    const active = img.active.map((x) => {
+      const a = byId.get(x.id);
+      const w = !a || !a.enabled ? 0 : (a.weight ? x.weight * (a.userWeight / a.weight) : a.userWeight);
+      return { id: x.id, name: x.name ?? a?.name ?? String(x.id), weight: Math.round(w * 1000) / 1000 };
+    }).filter((x) => x.weight !== 0);
+    return { prompt: img.prompt, negative: img.negative_prompt || '', active };
+  });
+  const used = adapters.filter((a) => images.some((i) => i.active.some((x) => x.id === a.id)));
+  return { adapters, used, images };
+}
+
+/**
+ * One image per mask: downloads the engine, the model and the adapters the images use, then
+ * generates image i with its adapters (seed + i). cb: onDownload(d), onStep(p, i, n), onImage(img, i, planned), onStatus(text).
+ */
+export async function generateAll(engine, result, settings, overrides, cb = {}) {
+  const p = plan(result, overrides);
+  cb.onStatus?.('Loading the engine…');
+  await engine.init(cb.onDownload);
+  cb.onStatus?.('Loading the model…');
+  await engine.loadModel(settings, cb.onDownload);
+  const index = new Map();
+  for (const a of p.used) {
+    cb.onStatus?.(`Downloading adapter ${a.name}…`);
+    const url = new URL(a.download_url, settings.loraBase || globalThis.location?.href).href;
+    const i = await engine.call({ type: 'addLora', url, sha256: a.sha256, size: a.size_bytes, name: a.name }, { onDownload: cb.onDownload });
+    index.set(a.id, i);
+    engine.loras = Math.max(engine.loras, i + 1);
+  }
+  const rows = p.images.map((img) => {
+    const w = new Array(engine.loras).fill(0);
+    for (const x of img.active) w[index.get(x.id)] = x.weight;
+    return w;
+  });
+  const request = (img, seed, batch) => ({
+    prompt: img.prompt, negative: [settings.negative, img.negative].filter(Boolean).join(', '),
+    steps: settings.steps, cfg: settings.cfg, seed, width: settings.width, height: settings.height,
+    scheduler: settings.scheduler, batch,
+  });
+  const out = [];
+  const n = p.images.length;
+  // One batch (one mask per image, as Stylus does) when every image has the same prompt.
+  if (p.images.every((i) => i.prompt === p.images[0].prompt && i.negative === p.images[0].negative)) {
+    await engine.call({ type: 'setAdapters', weights: rows.some((r) => r.some((v) => v !== 0)) ? rows : [] });
+    cb.onStatus?.(`Generating ${n} image${n > 1 ? 's' : ''}…`);
+    const images = await engine.call({ type: 'generate', request: request(p.images[0], settings.seed, n) }, { onProgress: (s) => cb.onStep?.(s, 0, 1) });
+    images.forEach((image, i) => { out.push(image); cb.onImage?.(image, i, p.images[i]); });
+  } else {
+    for (const [i, img] of p.images.entries()) {
+      await engine.call({ type: 'setAdapters', weights: img.active.length ? [rows[i]] : [] });
+      cb.onStatus?.(`Generating image ${i + 1} of ${n}…`);
+      const [image] = await engine.call({ type: 'generate', request: request(img, settings.seed + i, 1) }, { onProgress: (s) => cb.onStep?.(s, i, n) });
+      out.push(image);
+      cb.onImage?.(image, i, img);
+    }
+  }
+  return { images: out, plan: p };
+}
+
+/** A canvas showing an engine image ({width, height, rgb}). */
+export function toCanvas(img, doc = document) {
+  const c = doc.createElement('canvas');
+  c.width = img.width;
+  c.height = img.height;
+  const data = new ImageData(img.width, img.height);
+  for (let i = 0, j = 0; i < img.rgb.length; i += 3, j += 4) {
+    data.data[j] = img.rgb[i]; data.data[j + 1] = img.rgb[i + 1]; data.data[j + 2] = img.rgb[i + 2]; data.data[j + 3] = 255;
+  }
+  c.getContext('2d').putImageData(data, 0, 0);
+  return c;
+}
+
+/** Human-readable download progress: "1.2 / 35.0 MB · 4.1 MB/s · 8 s left" or "cached". */
+export function describeDownload(d) {
+  const mb = (n) => (n / 1e6).toFixed(1);
+  if (d.cached) return `${mb(d.total)} MB · cached`;
+  const parts = [d.total ? `${mb(d.loaded)} / ${mb(d.total)} MB` : `${mb(d.loaded)} MB`];
+  if (d.rate) parts.push(`${mb(d.rate)} MB/s`);
+  if (d.eta != null && d.loaded < d.total) parts.push(`${Math.ceil(d.eta)} s left`);
+  if (d.resumedFrom) parts.push(`resumed at ${mb(d.resumedFrom)} MB`);
+  return parts.join(' · ');
+}
