@@ -60,7 +60,8 @@ pub struct Header {
     pub fusion_bytes: u64,
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex of bytes (sha256 digests in headers).
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

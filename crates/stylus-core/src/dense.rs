@@ -51,10 +51,7 @@ impl Dense {
         let table = self.embedder.to_bytes();
         out.extend_from_slice(&table);
         let start = out.len();
-        for s in self.vectors.scales() {
-            out.extend_from_slice(&s.to_le_bytes());
-        }
-        out.extend(self.vectors.codes().iter().map(|&c| c as u8));
+        crate::embed::ann::write_rows(out, self.vectors.scales(), self.vectors.codes());
         DenseHeader {
             embedder: self.embedder.id().to_string(),
             dim: self.embedder.dim() as u32,
@@ -80,11 +77,8 @@ impl Dense {
         }
         let v = &bytes[eb..];
         let dim = h.dim as usize;
-        if v.len() != cards * (4 + dim) {
-            return Err(bad(format!("{} vector bytes for {cards} cards of dimension {dim}", v.len())));
-        }
-        let scales = v[..4 * cards].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        let codes = v[4 * cards..].iter().map(|&b| b as i8).collect();
+        let (scales, codes) =
+            crate::embed::ann::read_rows(v, cards, dim).ok_or_else(|| bad(format!("{} vector bytes for {cards} cards of dimension {dim}", v.len())))?;
         let vectors = Int8Index::from_parts(dim, codes, scales).map_err(bad)?;
         Ok(Dense { embedder, vectors })
     }
@@ -171,7 +165,7 @@ pub(crate) mod tests {
         assert_eq!(t2.len() as u64, dh.embedder_bytes);
         p2.extend_from_slice(&t2);
         p2.extend_from_slice(&payload[dense_at + t2.len()..]);
-        h.sha256 = crate::embed::hex(&<sha2::Sha256 as sha2::Digest>::digest(&p2));
+        h.sha256 = crate::bundle::hex(&<sha2::Sha256 as sha2::Digest>::digest(&p2));
         let hj = serde_json::to_vec(&h).unwrap();
         let mut forged = bytes[..8].to_vec();
         forged.extend_from_slice(&crate::bundle::VERSION.to_le_bytes());

@@ -96,7 +96,7 @@ fn build_static(a: StaticArgs) -> anyhow::Result<()> {
         vocab_path.display(),
         vocab.len()
     );
-    let teacher: Vec<f32> = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let teacher = stylus_sd::checkpoint::to_f32(&t).with_context(|| format!("{}: token_embeddings", a.teacher.display()))?;
     let mut corpus = Vec::new();
     for path in &a.catalogs {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;

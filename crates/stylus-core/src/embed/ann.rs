@@ -149,6 +149,24 @@ impl Ann for Int8Index {
     }
 }
 
+/// Appends int8 rows in their stored form (bundles' card vectors, the static embedder's table):
+/// `scales f32 little-endian × n | codes i8 × n × dim`.
+pub fn write_rows(out: &mut Vec<u8>, scales: &[f32], codes: &[i8]) {
+    for s in scales {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out.extend(codes.iter().map(|&c| c as u8));
+}
+
+/// Reads `n` rows of dimension `dim` written by [`write_rows`]; `None` unless `bytes` is exactly that size.
+pub fn read_rows(bytes: &[u8], n: usize, dim: usize) -> Option<(Vec<f32>, Vec<i8>)> {
+    if bytes.len() != n.checked_mul(dim.checked_add(4)?)? {
+        return None;
+    }
+    let (s, c) = bytes.split_at(4 * n);
+    Some((s.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(), c.iter().map(|&b| b as i8).collect()))
+}
+
 /// int8 codes and the scale `max |x| / 127` of one row (all zero → scale 0).
 pub fn quantize_row(r: &[f32]) -> (Vec<i8>, f32) {
     let m = r.iter().fold(0f32, |a, &x| a.max(x.abs()));

@@ -31,10 +31,6 @@ pub fn l2_normalize(v: &mut [f32]) {
     }
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The text a card is embedded from: the reference's `Title; Description; Tags` (trigger words are
 /// not embedded, as in Stylus); a card without a description contributes its title and tags only.
 pub fn card_text(card: &crate::Card) -> String {

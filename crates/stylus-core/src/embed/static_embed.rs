@@ -160,10 +160,7 @@ impl StaticEmbedder {
         out.extend_from_slice(&(h.len() as u32).to_le_bytes());
         out.extend_from_slice(&h);
         out.extend_from_slice(vocab.as_bytes());
-        for s in &self.scales {
-            out.extend_from_slice(&s.to_le_bytes());
-        }
-        out.extend(self.rows.iter().map(|&r| r as u8));
+        super::ann::write_rows(&mut out, &self.scales, &self.rows);
         out
     }
 
@@ -185,17 +182,15 @@ impl StaticEmbedder {
         let vb = header.vocab_bytes as usize;
         let need = hl.checked_add(vb).and_then(|x| x.checked_add(v.checked_mul(4 + d)?)).ok_or_else(|| bad("sizes overflow".into()))?;
         if d == 0 || rest.len() != need {
-            return Err(bad(format!("table has {} bytes after its header; its header says {need}", rest.len().saturating_sub(0))));
+            return Err(bad(format!("table has {} bytes after its header; its header says {need}", rest.len())));
         }
         let vocab = std::str::from_utf8(&rest[hl..hl + vb]).map_err(|_| bad("vocabulary is not UTF-8".into()))?;
         let wp = WordPiece::from_tokens(vocab.split('\n').map(str::to_string).collect()).map_err(EmbedError::Vocab)?;
         if wp.len() != v {
             return Err(bad(format!("vocabulary has {} tokens; header says {v}", wp.len())));
         }
-        let off = hl + vb;
-        let scales = rest[off..off + 4 * v].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        let rows = rest[off + 4 * v..].iter().map(|&b| b as i8).collect();
-        let hash = super::hex(&Sha256::digest(bytes));
+        let (scales, rows) = super::ann::read_rows(&rest[hl + vb..], v, d).ok_or_else(|| bad("row sizes do not match the header".into()))?;
+        let hash = crate::bundle::hex(&Sha256::digest(bytes));
         Ok(StaticEmbedder { header: StaticHeader { vocab_bytes: 0, ..header }, wp, scales, rows, hash })
     }
 }
