@@ -49,7 +49,7 @@ function category(p) {
 
 async function browserRun() {
   const model = tmpDir('model');
-  tinyModel(model);
+  tinyModel(model, { web: true });
   const index = tmpDir('index');
   const server = await serveStatic({ routes: { '/index/': index, '/models/tiny/': model, '/lora/': path.join(FX, 'lora'), '/': path.join(ROOT, 'www') } });
   testIndex(index, `${server.url}/lora`);
@@ -98,6 +98,8 @@ function projection() {
   if (!f32 || !q8) return null;
   const f32MB = Number(f32[1]);
   const ratio = Number(q8[2]);
+  // The browser's conversion (`--dtype q8 --no-vae-encoder --gzip`), measured by convert_drift too.
+  const web = /\*\*web q8 ([\d.]+) MB\*\* in (\d+) shards .*?\*\*gzip ([\d.]+) MB\*\*/.exec(bench);
   let lora = { mb: 72, source: 'issue #7 figure (catalog not found)' };
   const catalog = path.join(ROOT, '../shared/data/civitai/civitai_lora_top10k_2023-07.jsonl');
   if (fs.existsSync(catalog)) {
@@ -106,7 +108,12 @@ function projection() {
       .map((c) => c.latest_version.file.sizeKB).sort((a, b) => a - b);
     lora = { mb: (kb[kb.length >> 1] * 1024) / 1e6, source: `median of ${fmt(kb.length)} SD 1.x LoRAs in the July 2023 Civitai top-10K catalog` };
   }
-  return { f32MB, ratio, q8MB: Number(q8[1]), lora };
+  // The fastest full-size UNet step the browser's build (WGSL) ran on the lent GPU (BENCHMARKS.md, GPU section).
+  const steps = [...bench.matchAll(/^\| \d+ \| unet-wgsl[^|]* \| (\w+) \| \w+ \| f32 \| ([\d,.]+) \| ([\d,.]+) \|/gm)]
+    .map((m) => ({ conv: m[1], first: Number(m[2].replace(/,/g, '')), step: Number(m[3].replace(/,/g, '')) }))
+    .sort((a, b) => a.step - b.step);
+  const gpu = /^`benches\/gpu\/run\.sh` through the device tool \([^;]+; ([^,]+),/m.exec(bench);
+  return { f32MB, ratio, q8MB: Number(q8[1]), web: web && { mb: Number(web[1]), gzMB: Number(web[3]) }, lora, step: steps[0] && { ...steps[0], gpu: gpu?.[1] || 'the lent GPU' } };
 }
 
 function section({ rows, parts }, run, proj) {
@@ -117,7 +124,7 @@ function section({ rows, parts }, run, proj) {
     `\`node benches/web_budget.mjs\` (${date}, this 2-core machine, headless Debian Chromium ${run.chromium} with WebGPU on SwiftShader — a CPU rasterizer, so times are upper bounds far above a real GPU's).`, '',
     '| artifact | bytes | gzip -9 |', '|---|---|---|',
     ...rows.map((r) => `| ${r.label} | ${fmt(r.raw)} | ${fmt(r.gz)} |`),
-    '', `The engine is served as ${parts.parts.length} parts of at most ${(parts.part_limit / 2 ** 20).toFixed(0)} MiB (Workers' per-asset limit is 25 MiB): ${parts.parts.map((p) => fmt(p.size)).join(' + ')} bytes, reassembled and sha256-checked in the browser before instantiation (\`scripts/split_wasm.py\`, \`www/store.js\` \`fetchParts\`).`, '',
+    '', `The engine is served ${parts.encoding === 'gzip' ? `gzip-compressed (${fmt(parts.encoded_size)} of ${fmt(parts.size)} bytes) ` : ''}as ${parts.parts.length} part${parts.parts.length === 1 ? '' : 's'} of at most ${(parts.part_limit / 2 ** 20).toFixed(0)} MiB (Workers' per-asset limit is 25 MiB): ${parts.parts.map((p) => fmt(p.size)).join(' + ')} bytes, reassembled, sha256-checked and decompressed in the browser before instantiation (\`scripts/split_wasm.py\`, \`www/store.js\` \`fetchParts\`).`, '',
     '**First image, tiny fixture model** (64×64, 4 steps, 1 image, 2 adapters; page → compose in wasm → engine worker):', '',
     '| | cold (empty cache) | warm (second visit) |', '|---|---|---|',
     `| time from navigation to the first image shown | ${(run.cold.firstImageMs / 1000).toFixed(1)} s | **${(run.warm.firstImageMs / 1000).toFixed(1)} s** |`,
@@ -129,21 +136,30 @@ function section({ rows, parts }, run, proj) {
     `The static server answers like Cloudflare's assets (ETag, revalidation on every use). Cold bytes include the service worker's precache of the app shell, compose wasm and index (${fmt(run.coldBytes)} bytes in all once it settled). Warm, only revalidations reached the server (304s, no body): the engine, model shards, adapters and tokenizer come from the download store without a request; the shell, the model manifest, and the compose wasm and index (needed here because this static server has no compose API, so the page composes in wasm) are revalidated. The times are SwiftShader's: compiling every WGSL kernel on the CPU in each new engine worker dominates them, warm or cold.`, '',
   ];
   if (proj) {
-    const model = proj.f32MB * proj.ratio;
+    const model = proj.web ? proj.web.gzMB : proj.f32MB * proj.ratio;
     const loras = 3 * proj.lora.mb;
     const compose = rows.find((r) => r.label.startsWith('compose'))?.raw || 0;
     const tok = fs.statSync(path.join(FX, 'tokenizer/tokenizer.json')).size;
     const idx = fs.statSync(path.join(ROOT, 'data/demo/index.stylusix')).size;
-    const other = ((engine?.raw || 0) + compose + tok + idx) / 1e6;
+    const engineWire = parts.encoding === 'gzip' ? parts.encoded_size : engine?.raw || 0;
+    const other = (engineWire + compose + tok + idx) / 1e6;
     const total = model + loras + other;
     lines.push('**Projected first download, SD1.5 q8 + 3 adapters** (goal ≤ 1.2 GB):', '',
       '| part | MB | from |', '|---|---|---|',
-      `| model, q8 | ${model.toFixed(0)} | f32 UNet + text encoder + VAE ${proj.f32MB} MB × ${proj.ratio} (q8/f32 measured by convert_drift above; q8 total there ${proj.q8MB} MB) |`,
+      proj.web
+        ? `| model, q8 for the browser | ${model.toFixed(0)} | \`stylus convert --dtype q8 --no-vae-encoder --gzip\` of the full-size SD1.5 (convert_drift above): ${proj.web.mb} MB of shards, ${proj.web.gzMB} MB as the gzip copies that travel (q8 with the encoder, uncompressed: ${proj.q8MB} MB) |`
+        : `| model, q8 | ${model.toFixed(0)} | f32 UNet + text encoder + VAE ${proj.f32MB} MB × ${proj.ratio} (q8/f32 measured by convert_drift above; q8 total there ${proj.q8MB} MB) |`,
       `| 3 adapters | ${loras.toFixed(0)} | 3 × ${proj.lora.mb.toFixed(1)} MB, ${proj.lora.source} |`,
-      `| engine, tokenizer, compose wasm, index | ${other.toFixed(0)} | raw: engine ${MB(engine?.raw || 0)} + tokenizer.json ${MB(tok)} + compose wasm ${MB(compose)} + demo index ${MB(idx)} MB |`,
-      `| **total** | **${total.toFixed(0)}** | ${total <= 1200 ? 'within' : `**over** the goal by ${(total - 1200).toFixed(0)} MB`} |`, '',
-      total <= 1200 ? '' : 'Over budget: the q8 model alone is ≈ 1.1 GB. What would bring it under 1.2 GB: int8 for more of the remaining f16 tensors (q8 converts 422 of 1,130 today), serving the engine compressed (its gzip is 1/6 of its size), and adapters resized to a lower rank or stored f16 where catalogs ship f32. Every later image with the same adapters downloads nothing (the cache).',
+      `| engine, tokenizer, compose wasm, index | ${other.toFixed(0)} | engine ${MB(engineWire)} (${parts.encoding === 'gzip' ? 'gzip parts' : 'raw'}) + tokenizer.json ${MB(tok)} + compose wasm ${MB(compose)} + demo index ${MB(idx)} MB |`,
+      `| **total** | **${total.toFixed(0)}** | ${total <= 1200 ? `**within** the goal (${(1200 - total).toFixed(0)} MB to spare)` : `**over** the goal by ${(total - 1200).toFixed(0)} MB`} |`, '',
+      'Every later image with the same adapters downloads nothing (the cache). The projection assumes Civitai\'s median adapter size; '
+        + 'three adapters of 144 MB (the common rank-128 f32 files) would add about 200 MB. The model part is the measured gzip size of random '
+        + 'Gaussian int8 rows; trained weights compress about the same (all-MiniLM-L6-v2 in this layout: 0.90–0.93).',
       '');
+    if (proj.step) {
+      const unet = (35 * proj.step.step) / 1000;
+      lines.push(`**Projected time to the first SD1.5 image** (512², 35 DPM++ steps, CFG batch 2, the reference setting): the browser's build (WGSL) ran a full-size UNet step in ${fmt(proj.step.step)} ms on ${proj.step.gpu} natively through Vulkan (GPU section above, ${proj.step.conv} convolution), so 35 steps take ≈ ${unet.toFixed(0)} s, plus ≈ ${((proj.step.first - proj.step.step) / 1000).toFixed(0)} s of shader compilation in the first step of a session and the text encoder and VAE decode (seconds). A consumer GPU runs burn's WGSL kernels proportionally slower than an H200; the first visit adds the ${total.toFixed(0)} MB download above. Not measured in a browser on a GPU here (SwiftShader only).`, '');
+    }
   }
   return lines.join('\n').replace(/\n{3,}/g, '\n\n');
 }

@@ -266,7 +266,7 @@ function section(r) {
 
 \`node benches/worker_latency.mjs\` (${r.date}; ${r.machine}; load average at the start ${r.loadavg}). A ${r.n.toLocaleString('en')}-adapter
 synthetic index (\`stylus catalog synth\` from the 2023-07 Civitai top-10K, seed 1: ${r.synth_s} s; \`stylus index build\`: ${r.build_s} s,
-dev build) of ${m.bundle_mb} MiB in ${r.shards} shards, served by the release worker (\`build_wasm.py worker\`) in \`wrangler dev\`
+dev build) of ${m.bundle_mb} MiB in ${r.shards} shard${r.shards === 1 ? '' : 's'}, served by the release worker (\`build_wasm.py worker\`) in \`wrangler dev\`
 (workerd, wrangler 4.164) on 127.0.0.1. Latencies are the client's, over loopback with keep-alive: Workers' clock does not advance
 during CPU work in production (locally workerd's does, in 1 ms steps), so the worker's \`timings_us\` are no CPU measure.
 
@@ -300,13 +300,14 @@ ${r.notes}`;
 }
 
 const NOTES = `
-What the memory is: the bundle (${'${bundle}'} MiB, almost all of it the cards as JSON) is held while \`Index::from_bundle\` parses it,
-and the parsed index (every card's strings as Rust \`String\`s, the postings) stays; the loader already streams the shards into one
-buffer (no second copy: the high-water mark fell from 145 to 129 MiB at 75K). Getting under 48 MB needs a compact in-memory card store in stylus-core (e.g. cards
-kept as their encoded records and decoded only when chosen, URLs derived from ids, sha256 as 32 bytes) — not the worker's to change.
-The cold load is also seconds of CPU (parsing the cards' JSON, hashing the bundle): far over the Free plan's 10 ms per request, within
-the Paid plan's 30 s default. Figures are from a shared 2-core machine (other builds ran beside it: see the load average); compare CPU
-times, not wall times, and the V8 row for the compose alone.`;
+What the memory is: loading holds the bundle (${'${bundle}'} MiB: the cards in the compact binary card store and the BM25 postings) once
+(the loader streams its files into one buffer) while \`Index::from_bundle\` checks it, copies the cards section into the index's card store
+(kept encoded; the composer decodes only the adapters it chooses) and expands the postings (u32 documents and term frequencies); the
+high-water mark is about bundle + card store + postings, and the bundle is freed once loaded. With bundle format 2 (cards as JSON, parsed
+into Rust strings) the same index was a 48 MiB bundle in 2 shards, 129.25 MiB of wasm memory and 2,490 ms of CPU for the first compose
+(2026-11-27). The cold load is still hundreds of ms of CPU (checking every card record, hashing the bundle, decoding the postings): over the
+Free plan's 10 ms per request, within the Paid plan's 30 s default. Figures are from a shared 2-core machine (other builds ran beside it: see
+the load average); compare CPU times, not wall times, and the V8 row for the compose alone.`;
 
 async function main() {
   if (!existsSync(catalog)) throw new Error(`the benchmark needs the real catalog at ${catalog}`);

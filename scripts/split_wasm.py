@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
-"""Splits the WebGPU engine's wasm into parts of at most 25 MiB (Cloudflare Workers' per-asset limit)
-with a JSON manifest of sizes and sha256; the browser (www/store.js `fetchParts`) downloads, verifies
-and reassembles them before `WebAssembly` instantiation.
+"""Compresses the WebGPU engine's wasm (gzip, about 1/6 of its size) and splits the compressed stream
+into parts of at most 25 MiB (Cloudflare Workers' per-asset limit) with a JSON manifest of sizes and
+sha256; the browser (www/store.js `fetchParts`) downloads, verifies, reassembles and decompresses
+them (DecompressionStream) before `WebAssembly` instantiation.
 
     python3 scripts/split_wasm.py [--src dist/web-engine] [--out www/engine] [--part-mib 24]
 
 Writes OUT/stylus_web.js (the engine's wasm-bindgen glue), OUT/stylus_web.d.ts,
-OUT/stylus_web_bg.wasm.parts.json ({file, size, sha256, part_limit, parts: [{file, size, sha256}]})
-and the parts, named after the whole file's hash (stylus_web_bg.<sha12>.<i>.part) so a changed engine
+OUT/stylus_web_bg.wasm.parts.json ({file, size, sha256, part_limit, encoding: "gzip", encoded_size,
+encoded_sha256, parts: [{file, size, sha256}]}; size and sha256 of the wasm itself) and the parts,
+named after the whole file's hash (stylus_web_bg.<sha12>.<i>.gz.part) so a changed engine
 never meets a stale cached part. When worker/assets exists (staged by build_wasm.py's worker entry),
 OUT is copied there as well. Called by build_wasm.py after the web-engine entry."""
 import argparse
+import gzip
 import hashlib
 import json
 import shutil
@@ -28,15 +31,17 @@ def split(src: Path, out: Path, part_bytes: int) -> dict:
         raise SystemExit(f"split_wasm: {wasm} is missing; build it first: python3 scripts/build_wasm.py web-engine")
     data = wasm.read_bytes()
     whole = hashlib.sha256(data).hexdigest()
+    z = gzip.compress(data, compresslevel=9, mtime=0)  # no time stamp: the same wasm, the same bytes
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     parts = []
-    for i, off in enumerate(range(0, len(data), part_bytes)):
-        chunk = data[off:off + part_bytes]
-        name = f"stylus_web_bg.{whole[:12]}.{i}.part"
+    for i, off in enumerate(range(0, len(z), part_bytes)):
+        chunk = z[off:off + part_bytes]
+        name = f"stylus_web_bg.{whole[:12]}.{i}.gz.part"
         (out / name).write_bytes(chunk)
         parts.append({"file": name, "size": len(chunk), "sha256": hashlib.sha256(chunk).hexdigest()})
-    manifest = {"file": wasm.name, "size": len(data), "sha256": whole, "part_limit": part_bytes, "parts": parts}
+    manifest = {"file": wasm.name, "size": len(data), "sha256": whole, "part_limit": part_bytes, "encoding": "gzip",
+                "encoded_size": len(z), "encoded_sha256": hashlib.sha256(z).hexdigest(), "parts": parts}
     (out / "stylus_web_bg.wasm.parts.json").write_text(json.dumps(manifest, indent=1) + "\n")
     for f in ("stylus_web.js", "stylus_web.d.ts"):
         shutil.copy2(src / f, out / f)
@@ -56,7 +61,7 @@ def main():
         shutil.rmtree(assets / "engine", ignore_errors=True)
         shutil.copytree(out, assets / "engine")
     sizes = ", ".join(f"{p['size']:,}" for p in m["parts"])
-    print(f"split_wasm: {m['file']} ({m['size']:,} B) -> {out.relative_to(ROOT)}: {len(m['parts'])} parts ({sizes} B)")
+    print(f"split_wasm: {m['file']} ({m['size']:,} B, gzip {m['encoded_size']:,} B) -> {out.relative_to(ROOT)}: {len(m['parts'])} parts ({sizes} B)")
 
 
 if __name__ == "__main__":

@@ -160,6 +160,17 @@ function onStep(s, i, n) {
   $('step-text').textContent = `${n > 1 ? `image ${i + 1}/${n}: ` : ''}${s.stage} ${s.done}/${s.total}`;
 }
 
+/** A live preview (latent resolution, 1/8 of the image) scaled into image i's box until the image comes. */
+function showPreview(img, i) {
+  const box = $('images').querySelector(`.image[data-index="${i}"] .canvas`);
+  if (!box || box.querySelector('a.save')) return;
+  const c = toCanvas(img);
+  c.className = 'preview';
+  c.title = 'preview while denoising';
+  box.replaceChildren(c);
+  document.body.dataset.previews = String(Number(document.body.dataset.previews || 0) + 1);
+}
+
 function showImage(img, i) {
   const box = $('images').querySelector(`.image[data-index="${i}"] .canvas`);
   if (!box) return;
@@ -187,7 +198,7 @@ async function onGenerate() {
     requestPersistence().then(showStorage);
     engine ??= new Engine(location.href);
     const { images } = await generateAll(engine, last.result, settings, overrides, {
-      onDownload: downloadRow, onStep, onStatus: (t) => setStatus(t), onImage: showImage,
+      onDownload: downloadRow, onStep, onPreview: showPreview, onStatus: (t) => setStatus(t), onImage: showImage,
     });
     setStatus(`Generated ${images.length} image${images.length === 1 ? '' : 's'} in ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
     document.body.dataset.generated = String(images.length);

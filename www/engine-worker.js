@@ -13,6 +13,7 @@
 //   cancel      {}                         stops the running generation at its next step
 //   stats       {}                         → {wasmMemoryBytes, loras}
 import * as store from './store.js';
+import { limitsProblem } from './limits.js';
 
 let mod;
 let wasm;
@@ -45,10 +46,17 @@ async function loadModel(id, m) {
   if (m.manifest) {
     const manifest = await store.fetchJson(m.manifest, { what: 'model manifest' });
     if (!Array.isArray(manifest.shards)) throw new Error(`bad_model: ${m.manifest} is not a converted-model manifest (no shards)`);
+    // Before downloading anything: can this GPU's buffers hold the model's largest tensor?
+    const adapter = await self.navigator?.gpu?.requestAdapter?.().catch(() => null);
+    const problem = limitsProblem(manifest, adapter?.limits);
+    if (problem) throw new Error(`webgpu_limits: ${problem}`);
     const shards = [];
     for (const [i, s] of manifest.shards.entries()) {
       const url = new URL(s.file, new URL(m.manifest, self.location.href)).href;
-      shards.push(await bytes(url, id, 'model', { sha256: s.sha256, size: s.bytes, retries, tag: { shard: `${i + 1}/${manifest.shards.length}` } }));
+      const tag = { shard: `${i + 1}/${manifest.shards.length}` };
+      shards.push(s.gzip // `stylus convert --gzip`: the compressed copy travels, the shard's sha256 is checked after
+        ? await store.fetchGzipVerified(url, { gzip: s.gzip, sha256: s.sha256, what: 'model', retries, onProgress: (d) => self.postMessage({ id, download: { ...d, ...tag } }) })
+        : await bytes(url, id, 'model', { sha256: s.sha256, size: s.bytes, retries, tag }));
     }
     gen.loadConvertedModel(JSON.stringify(manifest), shards, await tokP);
     return { config: manifest.config, dtype: manifest.dtype, bytes: manifest.total_bytes };

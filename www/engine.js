@@ -123,6 +123,9 @@ export function plan(result, overrides = new Map()) {
  * One image per mask: downloads the engine, the model and the adapters the images use, then
  * generates image i with its adapters (seed + i). cb: onDownload(d), onStep(p, i, n), onImage(img, i, planned), onStatus(text).
  */
+/** Steps between two live previews unless `settings.previewEvery` says otherwise (0: none). */
+export const PREVIEW_EVERY = 5;
+
 export async function generateAll(engine, result, settings, overrides, cb = {}) {
   const p = plan(result, overrides);
   cb.onStatus?.('Loading the engine…');
@@ -145,21 +148,26 @@ export async function generateAll(engine, result, settings, overrides, cb = {}) 
   const request = (img, seed, batch) => ({
     prompt: img.prompt, negative: [settings.negative, img.negative].filter(Boolean).join(', '),
     steps: settings.steps, cfg: settings.cfg, seed, width: settings.width, height: settings.height,
-    scheduler: settings.scheduler, batch,
+    scheduler: settings.scheduler, batch, previewEvery: settings.previewEvery ?? PREVIEW_EVERY,
   });
+  // Step events go to onStep; latent previews ({stage: 'preview', images}) to onPreview per image.
+  const steps = (first, n) => (s) => {
+    if (s.stage === 'preview') s.images.forEach((image, k) => cb.onPreview?.(image, first + k, s));
+    else cb.onStep?.(s, first, n);
+  };
   const out = [];
   const n = p.images.length;
   // One batch (one mask per image, as Stylus does) when every image has the same prompt.
   if (p.images.every((i) => i.prompt === p.images[0].prompt && i.negative === p.images[0].negative)) {
     await engine.call({ type: 'setAdapters', weights: rows.some((r) => r.some((v) => v !== 0)) ? rows : [] });
     cb.onStatus?.(`Generating ${n} image${n > 1 ? 's' : ''}…`);
-    const images = await engine.call({ type: 'generate', request: request(p.images[0], settings.seed, n) }, { onProgress: (s) => cb.onStep?.(s, 0, 1) });
+    const images = await engine.call({ type: 'generate', request: request(p.images[0], settings.seed, n) }, { onProgress: steps(0, 1) });
     images.forEach((image, i) => { out.push(image); cb.onImage?.(image, i, p.images[i]); });
   } else {
     for (const [i, img] of p.images.entries()) {
       await engine.call({ type: 'setAdapters', weights: img.active.length ? [rows[i]] : [] });
       cb.onStatus?.(`Generating image ${i + 1} of ${n}…`);
-      const [image] = await engine.call({ type: 'generate', request: request(img, settings.seed + i, 1) }, { onProgress: (s) => cb.onStep?.(s, i, n) });
+      const [image] = await engine.call({ type: 'generate', request: request(img, settings.seed + i, 1) }, { onProgress: steps(i, n) });
       out.push(image);
       cb.onImage?.(image, i, img);
     }

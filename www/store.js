@@ -236,6 +236,38 @@ export async function fetchVerified(url, { sha256 = null, size = 0, what = 'file
   return bytes;
 }
 
+/** The bytes a gzip stream decompresses to (the browser's DecompressionStream). */
+export async function gunzip(bytes) {
+  try {
+    const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
+    return new Uint8Array(await new Response(stream).arrayBuffer());
+  } catch (e) {
+    throw new StoreError('bad_encoding', `not a valid gzip stream (${e?.message || e})`);
+  }
+}
+
+/**
+ * A file served gzip-compressed next to itself (`stylus convert --gzip`: `gzip = {file, bytes,
+ * sha256}` of the .gz, `sha256` of the file): the .gz goes through fetchVerified (progress, resume,
+ * its own sha256, stored compressed), then is decompressed and checked against `sha256`. A stored .gz
+ * that decompresses to the wrong bytes is removed, so the next try downloads it again.
+ */
+export async function fetchGzipVerified(url, { gzip, sha256 = null, ...opts } = {}) {
+  const gzUrl = new URL(gzip.file, abs(url)).href;
+  const z = await fetchVerified(gzUrl, { ...opts, sha256: gzip.sha256, size: gzip.bytes, type: 'application/gzip' });
+  let raw;
+  try { raw = await gunzip(z); } catch (e) { await remove(gzUrl); throw e; }
+  const want = sha256 ? String(sha256).toLowerCase() : null;
+  if (want) {
+    const got = await sha256Hex(raw);
+    if (got !== want) {
+      await remove(gzUrl);
+      throw new StoreError('hash_mismatch', `sha256 mismatch: expected ${want}, ${gzUrl} decompresses to ${got} (${opts.what || 'file'}); it was not kept`, { expected: want, got });
+    }
+  }
+  return raw;
+}
+
 /** JSON from the network (stored for offline use), or the stored copy when the network fails. */
 export async function fetchJson(url, { what = 'json' } = {}) {
   const key = abs(url);
@@ -263,7 +295,9 @@ export async function fetchJson(url, { what = 'json' } = {}) {
 
 /**
  * A file served as parts (scripts/split_wasm.py: `{file, size, sha256, parts: [{file, size,
- * sha256}]}`): each part fetched through the store, then reassembled and verified as a whole.
+ * sha256}]}`): each part fetched through the store, then reassembled and verified as a whole. With
+ * `encoding: 'gzip'` the parts are of the gzip stream (`encoded_size`, `encoded_sha256`), which is
+ * verified, decompressed, and the result checked against `size` and `sha256`.
  */
 export async function fetchParts(manifestUrl, { what = 'parts', onProgress = () => {}, retries = 3 } = {}) {
   const m = await fetchJson(manifestUrl, { what: `${what} manifest` });
@@ -276,10 +310,20 @@ export async function fetchParts(manifestUrl, { what = 'parts', onProgress = () 
   for (const [i, p] of m.parts.entries()) {
     bufs.push(await fetchVerified(new URL(p.file, base).href, {
       sha256: p.sha256, size: p.size, what, retries,
-      onProgress: (x) => { done[i] = x.loaded; onProgress({ ...x, loaded: done.reduce((a, b) => a + b, 0), total: m.size, part: i, parts: m.parts.length }); },
+      onProgress: (x) => { done[i] = x.loaded; onProgress({ ...x, loaded: done.reduce((a, b) => a + b, 0), total: m.encoding === 'gzip' ? m.encoded_size : m.size, part: i, parts: m.parts.length }); },
     }));
   }
-  const whole = concat(bufs, bufs.reduce((a, b) => a + b.length, 0));
+  let whole = concat(bufs, bufs.reduce((a, b) => a + b.length, 0));
+  if (m.encoding === 'gzip') {
+    const zsha = await sha256Hex(whole);
+    if (whole.length !== m.encoded_size || zsha !== String(m.encoded_sha256).toLowerCase()) {
+      for (const p of m.parts) await remove(new URL(p.file, base).href);
+      throw new StoreError('hash_mismatch', `sha256 mismatch: expected ${m.encoded_sha256}, reassembled gzip ${what} has ${zsha} (${whole.length} bytes)`);
+    }
+    whole = await gunzip(whole);
+  } else if (m.encoding) {
+    throw new StoreError('bad_manifest', `${what}: unknown encoding ${m.encoding}`);
+  }
   const got = await sha256Hex(whole);
   if (whole.length !== m.size || got !== String(m.sha256).toLowerCase()) {
     for (const p of m.parts) await remove(new URL(p.file, base).href);

@@ -63,6 +63,8 @@ export interface GenerateRequest {
   /** Images in one pass; with setAdapters, the number of weight rows. */
   batch?: number;
   clipSkip?: number;
+  /** A live preview every this many steps and after the last (0 or absent: none; the page uses 5). */
+  previewEvery?: number;
 }
 
 type Bytes = Uint8Array | ArrayBuffer;
@@ -103,20 +105,30 @@ export interface StepProgress {
   total: number;
 }
 
+/** A live preview (`previewEvery`): the step's x₀ prediction mapped to RGB at latent resolution
+ * (1/8 of the image's width and height), one per image of the batch. */
+export interface PreviewProgress {
+  stage: 'preview';
+  /** Steps done. */
+  done: number;
+  total: number;
+  images: EngineImage[];
+}
+
 /** Error codes of the engine (the text before ": " in `error`), store codes included. */
 export type EngineErrorCode =
-  | 'webgpu_missing' | 'webgpu_init' | 'bad_config' | 'bad_model' | 'bad_lora' | 'bad_request' | 'bad_adapters'
+  | 'webgpu_missing' | 'webgpu_init' | 'webgpu_limits' | 'bad_config' | 'bad_model' | 'bad_lora' | 'bad_request' | 'bad_adapters'
   | 'no_model' | 'busy' | 'cancelled' | 'generation_failed' | 'not_ready' | 'bad_message' | StoreErrorCode;
 
 /** What the worker posts back. */
 export type EngineReply<T extends EngineRequest['type'] = EngineRequest['type']> =
   | { id: number; ok: true; result: EngineResults[T] }
   | { id: number; ok: false; error: string }
-  | { id: number; progress: StepProgress }
+  | { id: number; progress: StepProgress | PreviewProgress }
   | { id: number; download: DownloadProgress };
 
 // ---------------------------------------------------------------- download store (store.js)
-export type StoreErrorCode = 'download_failed' | 'download_interrupted' | 'hash_mismatch' | 'quota_exceeded' | 'bad_manifest' | 'storage_failed';
+export type StoreErrorCode = 'download_failed' | 'download_interrupted' | 'hash_mismatch' | 'quota_exceeded' | 'bad_manifest' | 'storage_failed' | 'bad_encoding';
 
 export interface DownloadProgress {
   /** 'engine', 'model', 'tokenizer', 'lora NAME', … */
@@ -158,8 +170,15 @@ export interface PartsManifest {
   size: number;
   sha256: string;
   part_limit: number;
+  /** 'gzip': the parts are of the gzip stream of the file (its size and sha256 here). */
+  encoding?: 'gzip';
+  encoded_size?: number;
+  encoded_sha256?: string;
   parts: { file: string; size: number; sha256: string }[];
 }
+
+/** A gzip copy of a file (`stylus convert --gzip`): name next to the manifest, size, sha256 of the .gz. */
+export interface GzipFile { file: string; bytes: number; sha256: string }
 
 export declare class StoreError extends Error {
   code: StoreErrorCode;
@@ -185,6 +204,8 @@ export interface StoreModule {
   requestPersistence(): Promise<boolean | null>;
   fetchVerified(url: string, options?: FetchOptions): Promise<Uint8Array>;
   fetchJson<T = unknown>(url: string, options?: { what?: string }): Promise<T>;
+  gunzip(bytes: BufferSource): Promise<Uint8Array>;
+  fetchGzipVerified(url: string, options: FetchOptions & { gzip: GzipFile }): Promise<Uint8Array>;
   fetchParts(manifestUrl: string, options?: { what?: string; onProgress?: (p: DownloadProgress) => void; retries?: number }): Promise<Uint8Array>;
 }
 
@@ -218,12 +239,18 @@ export interface StylusImageDetail extends EngineImage {
   adapters: { id: number; name: string; weight: number }[];
   prompt: string;
 }
+export interface StylusPreviewDetail extends EngineImage {
+  index: number;
+  step: number;
+  steps: number;
+}
 export interface StylusErrorDetail { code: EngineErrorCode | 'prompt_empty' | 'no_model' | 'worker_failed' | string; message: string }
 
 export interface StylusGenerateEventMap {
   compose: CustomEvent<StylusComposeDetail>;
   progress: CustomEvent<StylusProgressDetail>;
   image: CustomEvent<StylusImageDetail>;
+  preview: CustomEvent<StylusPreviewDetail>;
   error: CustomEvent<StylusErrorDetail>;
 }
 

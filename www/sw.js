@@ -6,7 +6,7 @@
 const SHELL = 'stylus-shell-v1';
 const FILES = 'stylus-files-v1'; // = store.js CACHE_NAME
 const ASSETS = [
-  './', 'index.html', 'app.js', 'compose.js', 'engine.js', 'engine-worker.js', 'store.js', 'widget.js',
+  './', 'index.html', 'app.js', 'compose.js', 'engine.js', 'engine-worker.js', 'store.js', 'limits.js', 'widget.js',
   'style.css', 'manifest.webmanifest', 'icons/icon.svg', 'icons/icon-192.png', 'icons/icon-512.png',
   'pkg/stylus_web.js', 'pkg/stylus_web_bg.wasm', 'engine/stylus_web.js', 'engine/stylus_web_bg.wasm.parts.json',
   'index/index.stylusix.json',

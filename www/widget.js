@@ -4,7 +4,8 @@
 // A custom element with its own shadow DOM: a prompt box, composition through the worker (offline
 // WebAssembly fallback), generation on the visitor's GPU through the engine Web Worker served next to
 // this script (CORS), progress, and an image grid. DOM events (bubbling, composed): `compose`
-// {result, via}, `progress` {kind: 'download' | 'step', ...}, `image` {index, width, height, rgb,
+// {result, via}, `progress` {kind: 'download' | 'step', ...}, `preview` {index, width, height, rgb,
+// step, steps} (latent-resolution previews while denoising), `image` {index, width, height, rgb,
 // adapters, prompt}, `error` {code, message}. Attributes and events are typed in stylus.d.ts.
 import { createComposer } from './compose.js';
 import { Engine, checkWebGPU, generateAll, toCanvas, describeDownload } from './engine.js';
@@ -120,6 +121,9 @@ export class StylusGenerate extends HTMLElement {
         onStep: (s, i, n) => {
           bar.max = 1; bar.value = (i + (s.stage === 'denoising' ? s.done / s.total : s.stage === 'decoding' ? 1 : 0)) / n;
           this.emit('progress', { kind: 'step', ...s, image: i, images: n });
+        },
+        onPreview: (img, i, s) => {
+          this.emit('preview', { index: i, width: img.width, height: img.height, rgb: img.rgb, step: s.done, steps: s.total });
         },
         onImage: (img, i, planned) => {
           const fig = document.createElement('figure');

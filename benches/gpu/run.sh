@@ -1,26 +1,60 @@
 #!/usr/bin/env bash
 # The prepared device script (issues #5 item 9 and #6 item 7), run on a lent H100/H200 by the device
-# tool with carry [.gpu, .gl, .whl] (benches/gpu/prepare.sh makes them): burn-wgpu on Vulkan against
-# PyTorch on the same GPU, in one call. Writes $OUT/*.json; on a machine without NVIDIA it runs the same
-# steps on whatever Vulkan driver is there (lavapipe here), smaller, to check the script itself.
+# tool with carry [.gpu, .gl, .whl] (benches/gpu/prepare.sh makes them): burn on Vulkan against PyTorch
+# on the same GPU, in one call, in priority order, each step under its own timeout so that one slow
+# or failing variant cannot take the others down. Two builds of the same benches:
+#   wgsl — the workspace build, what the browser runs (WGSL shaders, no autotune, no fusion);
+#   fast — feature `gpu-bench` (SPIR-V on Vulkan, burn autotune, kernel fusion).
+# Writes $OUT/results.jsonl (one BENCH_JSON object per line, tagged with `run`), $OUT/torch.json,
+# $OUT/log.txt, $OUT/gpu.txt. Without NVIDIA it runs the same steps on the local Vulkan driver
+# (lavapipe here) with small sizes, to check the script itself. `run.sh wgsl` / `run.sh fast` measure
+# one build per device call (PyTorch is measured again in each).
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
+res="$OUT/results.jsonl"; log="$OUT/log.txt"; : > "$res"; : > "$log"
 small=""
 if command -v nvidia-smi >/dev/null; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
   export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+  { ls /usr/local/nvidia/share/vulkan/icd.d/ 2>&1; ldconfig -p | grep -E "libvulkan|GLX_nvidia|GLdispatch"; } >> "$log" 2>&1
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
-  latent=64; reps=5
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+  latent=64; reps=5; scale=1
 else
   echo "no NVIDIA GPU: checking the script on the local Vulkan driver with small sizes" | tee "$OUT/gpu.txt"
-  latent=8; reps=1; small=1
+  latent=8; reps=1; small=1; scale=4
 fi
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
-mkdir -p /tmp/gpu-bin && for b in unet_step lora_apply; do xz -dc ".gpu/$b.xz" > "/tmp/gpu-bin/$b" && chmod +x "/tmp/gpu-bin/$b"; done
-timeout 240 /tmp/gpu-bin/unet_step --device wgpu --latent "$latent" --batch 2 --reps "$reps" 2>"$OUT/unet_wgpu.log" | sed -n 's/^BENCH_JSON //p' > "$OUT/unet_wgpu.json"
-if [ -z "$small" ]; then
-  timeout 200 /tmp/gpu-bin/lora_apply --device wgpu --ranks 32,128 --reps 3 2>"$OUT/lora_wgpu.log" | sed -n 's/^BENCH_JSON //p' > "$OUT/lora_wgpu.json"
-fi
-timeout 120 python3 benches/gpu/torch_ref.py --latent "$latent" ${small:+--cpu} > "$OUT/torch.json" 2>"$OUT/torch.log"
-tail -n 3 "$OUT"/*.log; cat "$OUT"/*.json
+part=${1:-all}  # wgsl | fast | all: which build(s) this call measures (PyTorch runs in every call)
+builds=(wgsl fast); [ "$part" = all ] || builds=("$part")
+lora_also=${LORA_ALSO:-}  # another build whose LoRA benchmark runs first (e.g. LORA_ALSO=wgsl run.sh fast)
+for k in "${builds[@]}" $lora_also; do
+  mkdir -p "/tmp/gpu-bin/$k"
+  for b in unet_step lora_apply; do xz -dc ".gpu/$k/$b.xz" > "/tmp/gpu-bin/$k/$b" && chmod +x "/tmp/gpu-bin/$k/$b"; done
+done
+# bench LABEL TIMEOUT_S BUILD BINARY ARGS…: runs one benchmark, appends its BENCH_JSON lines tagged with LABEL.
+bench() {
+  local label=$1 to=$(( $2 * scale )) build=$3 bin=$4; shift 4
+  local t0=$SECONDS
+  echo "== $label: $build/$bin $*" >> "$log"
+  timeout "$to" "/tmp/gpu-bin/$build/$bin" "$@" 2>> "$log" | sed -n 's/^BENCH_JSON //p' \
+    | python3 -c 'import json,sys
+for l in sys.stdin: print(json.dumps(dict(json.loads(l), run=sys.argv[1], build=sys.argv[2])))' "$label" "$build" >> "$res"
+  echo "== $label: exit ${PIPESTATUS[0]} after $((SECONDS - t0)) s" | tee -a "$log"
+}
+unet=(--device wgpu --latent "$latent" --batch 2 --reps "$reps")
+t0=$SECONDS
+timeout $((100 * scale)) python3 benches/gpu/torch_ref.py --latent "$latent" ${small:+--cpu} > "$OUT/torch.json" 2>> "$log"
+echo "== torch: exit $? after $((SECONDS - t0)) s" | tee -a "$log"
+[ -n "$lora_also" ] && [ -z "$small" ] && bench "lora-$lora_also" 60 "$lora_also" lora_apply --device wgpu --ranks 32,128 --reps 3
+for k in "${builds[@]}"; do
+  # the fast build's first calls autotune every kernel shape: longer limits
+  slow=$([ "$k" = fast ] && echo 2 || echo 1)
+  [ -n "$small" ] || bench "lora-$k" $((60 * slow)) "$k" lora_apply --device wgpu --ranks 32,128 --reps 3
+  bench "unet-$k" $((90 * slow)) "$k" unet_step "${unet[@]}" --ops
+  bench "unet-$k-direct" 60 "$k" unet_step "${unet[@]}" --conv backend
+  bench "unet-$k-f16" 60 "$k" unet_step "${unet[@]}" --dtype f16
+done
+echo "== total $SECONDS s" | tee -a "$log"
+cat "$OUT"/torch.json "$res" 2>/dev/null

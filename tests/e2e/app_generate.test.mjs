@@ -25,7 +25,7 @@ const SETTINGS = '?nosw&model-url=models/tiny/manifest.json&steps=2&width=64&hei
 before(async () => {
   requireBuilt();
   model = tmpDir('model');
-  tinyModel(model);
+  tinyModel(model, { web: true });
   index = tmpDir('index');
   server = await serveStatic({
     routes: { '/index/': index, '/models/tiny/': model, '/lora/': path.join(FX, 'lora'), '/': path.join(ROOT, 'www') },
@@ -80,6 +80,7 @@ test('compose, edit the adapters, generate one image per mask: the CLI images, w
   }
   assert.ok(!rows.some((x) => x.what === 'lora Autumn Forest'), 'a switched-off adapter is not downloaded');
   assert.equal(await page.locator('#step-bar').evaluate((b) => b.value), 1);
+  assert.equal(await page.evaluate(() => document.body.dataset.previews), '2', 'a live preview of each image (after the last of 2 steps)');
   const saves = await page.locator('#images .save').evaluateAll((as) => as.map((a) => [a.getAttribute('download'), a.href]));
   assert.equal(saves.length, 2);
   for (const [name, href] of saves) { assert.match(name, /^stylus-1-[12]\.png$/); assert.match(href, /^blob:/); }

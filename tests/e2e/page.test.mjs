@@ -73,7 +73,9 @@ test('the worker serves the widget and the engine wasm parts (each at most 25 Mi
   assert.equal(widget.headers.get('access-control-allow-origin'), '*');
   assert.match(await widget.text(), /customElements\.define\('stylus-generate'/);
   const m = await (await fetch(`${w.url}/engine/stylus_web_bg.wasm.parts.json`, { headers: origin })).json();
-  assert.ok(m.parts.length >= 2 && m.parts.every((p) => p.size <= 25 * 1024 * 1024));
+  assert.ok(m.parts.length >= 1 && m.parts.every((p) => p.size <= 25 * 1024 * 1024));
+  assert.equal(m.encoding, 'gzip', 'the engine travels compressed');
+  assert.equal(m.parts.reduce((a, p) => a + p.size, 0), m.encoded_size);
   for (const p of m.parts) {
     const r = await fetch(`${w.url}/engine/${p.file}`, { headers: origin });
     assert.equal(r.status, 200);

@@ -3,12 +3,16 @@
 // image; a download cut mid-body resumes with a Range request from the stored partial (after a
 // reload, and within one call) and verifies; a tampered LoRA is refused and not stored; a full
 // quota is reported with the space needed; IndexedDB serves when the Cache API is not used; the
-// engine wasm is served as parts ≤ 25 MiB, reassembled and verified (a tampered part is refused).
+// engine wasm is served gzip-compressed as parts ≤ 25 MiB, reassembled, decompressed and verified (a
+// tampered part is refused); gzip shard copies (`convert --gzip`) decompress to the verified shard,
+// come from the cache the second time, and a corrupt copy is refused and not kept.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { execFileSync } from 'node:child_process';
 import { launch } from './lib/browser.mjs';
 import { serveStatic, cutAfter } from './lib/static.mjs';
@@ -22,14 +26,19 @@ let model;
 let manifest;
 const cut = new Map(); // path → bytes to send before cutting (first request without Range only)
 const tamperParts = { on: false };
+const corruptGz = { on: false };
+let webModel;
+let webManifest;
 
 before(async () => {
   requireBuilt();
   model = tmpDir('model');
   manifest = tinyModel(model);
   assert.ok(manifest.shards.length >= 2, 'the test model has several shards');
+  webModel = tmpDir('model-web');
+  webManifest = tinyModel(webModel, { web: true });
   server = await serveStatic({
-    routes: { '/www/': path.join(ROOT, 'www'), '/models/tiny/': model, '/lora/': path.join(FX, 'lora') },
+    routes: { '/www/': path.join(ROOT, 'www'), '/models/tiny/': model, '/models/web/': webModel, '/lora/': path.join(FX, 'lora') },
     pages: { '/': PAGE },
     hook: (req, res, { url, file, entry, head }) => {
       if (file && cut.has(url.pathname) && !req.headers.range) {
@@ -37,9 +46,21 @@ before(async () => {
         cut.delete(url.pathname);
         return true;
       }
+      if (corruptGz.on && file && url.pathname.endsWith('.gz') && !req.headers.range) {
+        // A gzip copy whose sha256 is right for what is served but that decompresses to other bytes:
+        // the manifest is rewritten below to match it, so only the check after decompression can catch it.
+        head(200, { 'content-type': 'application/gzip' });
+        res.end(corruptGz.bytes);
+        return true;
+      }
+      if (corruptGz.on && url.pathname === '/models/web/manifest.json') {
+        head(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(corruptGz.manifest));
+        return true;
+      }
       if (tamperParts.on && url.pathname.endsWith('.parts.json')) {
         const m = JSON.parse(fs.readFileSync(file, 'utf8'));
-        m.parts[1].sha256 = '0'.repeat(64);
+        m.parts[m.parts.length - 1].sha256 = '0'.repeat(64);
         head(200, { 'content-type': 'application/json' });
         res.end(JSON.stringify(m));
         return true;
@@ -179,7 +200,9 @@ test('the engine wasm is served as parts of at most 25 MiB, reassembled and veri
   const m = JSON.parse(fs.readFileSync(path.join(ENGINE, 'stylus_web_bg.wasm.parts.json'), 'utf8'));
   const whole = path.join(ROOT, 'dist/web-engine/stylus_web_bg.wasm');
   assert.equal(m.sha256, sha256(whole), 'the parts are of the current engine build');
-  assert.ok(m.parts.length >= 2, 'the 35 MB engine needs several parts');
+  assert.equal(m.encoding, 'gzip');
+  assert.ok(m.encoded_size < m.size / 3, `gzip ${m.encoded_size} of ${m.size} B`);
+  assert.equal(m.parts.reduce((a, p) => a + p.size, 0), m.encoded_size);
   for (const p of m.parts) {
     assert.ok(p.size <= 25 * 1024 * 1024, `${p.file}: ${p.size} B`);
     assert.equal(fs.statSync(path.join(ENGINE, p.file)).size, p.size);
@@ -203,5 +226,51 @@ test('the engine wasm is served as parts of at most 25 MiB, reassembled and veri
   });
   tamperParts.on = false;
   assert.match(bad, /^hash_mismatch: sha256 mismatch: expected 0{64}/);
+  await c2.close();
+});
+
+test('gzip shard copies decompress to the verified shards, are cached, and a corrupt copy is refused', { timeout: 600_000 }, async () => {
+  assert.ok(webManifest.shards.every((s) => s.gzip && s.gzip.bytes < s.bytes), 'every shard has a smaller gzip copy');
+  assert.equal(webManifest.vae_encoder, false);
+  const context = await browser.newContext();
+  const page = await storePage(context);
+  const load = () => page.evaluate(async () => {
+    const { Engine } = await import('/www/engine.js');
+    const e = new Engine(`${location.origin}/www/`);
+    const downloads = [];
+    try {
+      await e.init(() => {});
+      await e.loadModel({ modelUrl: '/models/web/manifest.json' }, (d) => downloads.push(d));
+      return { ok: true, downloads: downloads.filter((d) => d.what === 'model').map(({ url, cached, loaded, total }) => ({ url, cached, loaded, total })) };
+    } catch (err) { return { ok: false, error: err.message }; } finally { e.terminate(); }
+  });
+  const n0 = server.log.length;
+  const first = await load();
+  assert.equal(first.ok, true, first.error);
+  const gz = requests(/^\/models\/web\/shard-/, n0);
+  assert.deepEqual(gz.map((r) => r.path).sort(), webManifest.shards.map((s) => `/models/web/${s.gzip.file}`).sort(), 'only the gzip copies travel');
+  const done = first.downloads.filter((d) => d.loaded === d.total);
+  assert.deepEqual(new Set(done.map((d) => d.total)), new Set(webManifest.shards.map((s) => s.gzip.bytes)), 'progress counts compressed bytes');
+  const n1 = server.log.length;
+  const second = await load();
+  assert.equal(second.ok, true, second.error);
+  assert.deepEqual(requests(/^\/models\/web\/shard-/, n1), [], 'the second load comes from the cache');
+  await context.close();
+
+  // A copy that verifies as downloaded but decompresses to other bytes (fresh browser context).
+  const s0 = webManifest.shards[0];
+  const other = zlib.gzipSync(Buffer.from('not the shard'));
+  corruptGz.bytes = other;
+  corruptGz.manifest = { ...webManifest, shards: webManifest.shards.map((s, i) => (i === 0 ? { ...s, gzip: { ...s.gzip, bytes: other.length, sha256: crypto.createHash('sha256').update(other).digest('hex') } } : s)) };
+  corruptGz.on = true;
+  const c2 = await browser.newContext();
+  const p2 = await storePage(c2);
+  const bad = await p2.evaluate(async ([url, gzip, sha]) => {
+    const s = await import('/www/store.js');
+    try { await s.fetchGzipVerified(url, { gzip, sha256: sha, retries: 0 }); return null; } catch (e) { return { error: e.message, kept: !!(await s.cached(new URL(gzip.file, new URL(url, location.href)).href)) }; }
+  }, [`/models/web/${s0.file}`, corruptGz.manifest.shards[0].gzip, s0.sha256]);
+  corruptGz.on = false;
+  assert.match(bad.error, new RegExp(`^hash_mismatch: sha256 mismatch: expected ${s0.sha256}, .*shard-00000\\.bin\\.gz decompresses to`));
+  assert.equal(bad.kept, false, 'the corrupt copy is not kept');
   await c2.close();
 });

@@ -26,8 +26,8 @@ function compose(body) {
 function thirdParty(model) {
   return `<!doctype html><meta charset="utf-8"><title>A plain blog</title>
 <h1>My blog post</h1><p>Some text before the widget.</p>
-<script>window.events = []; for (const t of ['compose', 'progress', 'image', 'error'])
-  document.addEventListener(t, (e) => window.events.push({ type: t, target: e.target.localName, detail: t === 'image'
+<script>window.events = []; for (const t of ['compose', 'progress', 'preview', 'image', 'error'])
+  document.addEventListener(t, (e) => window.events.push({ type: t, target: e.target.localName, detail: t === 'image' || t === 'preview'
     ? { ...e.detail, rgb: e.detail.rgb.length } : t === 'compose' ? { via: e.detail.via, images: e.detail.result.images.length } : e.detail }));</script>
 <script type="module" src="${a.url}/widget.js"></script>
 <stylus-generate worker="${a.url}" model="${model}" images="2" steps="2" size="64" seed="1"
@@ -37,7 +37,7 @@ function thirdParty(model) {
 before(async () => {
   requireBuilt();
   const model = tmpDir('model');
-  tinyModel(model);
+  tinyModel(model, { web: true });
   index = tmpDir('index');
   a = await serveStatic({
     cors: true,
@@ -79,6 +79,9 @@ test('the widget generates on a third-party page from another origin, with DOM e
   const images = events.filter((e) => e.type === 'image').map((e) => e.detail);
   assert.deepEqual(images.map((i) => [i.index, i.width, i.height, i.rgb]), [[0, 64, 64, 64 * 64 * 3], [1, 64, 64, 64 * 64 * 3]]);
   assert.ok(images[0].adapters.length > 0 && images[0].adapters.every((x) => x.name && x.weight > 0));
+  // Live previews at latent resolution (64 / 8), one per image after the last of the 2 steps.
+  const previews = events.filter((e) => e.type === 'preview').map((e) => e.detail);
+  assert.deepEqual(previews.map((p) => [p.index, p.width, p.height, p.rgb, p.step, p.steps]), [[0, 8, 8, 8 * 8 * 3, 2, 2], [1, 8, 8, 8 * 8 * 3, 2, 2]]);
   assert.equal(images[0].prompt.startsWith('a fox in an autumn forest, watercolor'), true);
 
   // Everything stays inside the element's shadow root; the page's own DOM is untouched.

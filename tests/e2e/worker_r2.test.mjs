@@ -15,7 +15,8 @@ const root = new URL('../../', import.meta.url).pathname;
 const targetDir = process.env.CARGO_TARGET_DIR || `${process.env.HOME}/.cache/stylus/target`;
 const cli = `${targetDir}/debug/stylus`;
 const catalog = path.resolve(root, '../shared/data/civitai/civitai_lora_top10k_2023-07.jsonl');
-const SYNTH = 3000;
+// enough cards for two 1 MiB shards (binary cards: ~170 bytes each with their postings)
+const SYNTH = 10000;
 
 let tmp, state, idx, manifest, synthetic, w;
 

@@ -175,7 +175,7 @@ pub fn adapter(state: &IndexState<'_>, id: &str) -> Reply {
     let Ok(id) = id.parse::<u64>() else {
         return Reply::error(400, "bad_adapter_id", "adapter ids are Civitai model ids (digits)");
     };
-    match index.card(id).map(json_of) {
+    match index.get(id).map(|c| json_of(&c)) {
         Some(Ok(v)) => Reply::ok(v),
         Some(Err(_)) => Reply::error(500, "internal", "the adapter could not be encoded"),
         None => Reply::error(404, "adapter_not_found", &format!("no adapter {id} in this index")),

@@ -88,7 +88,7 @@ fn fallback(cfg: &LlmConfig, why: &str, detail: String) -> (&'static str, String
 /// The reply for a pending request once the endpoint has answered (or not), and a line for the log
 /// when the LLM's answer was not used.
 pub fn finish(index: &Index, p: &Pending, cfg: &LlmConfig, outcome: Outcome, now: &dyn Fn() -> f64) -> (Reply, Option<String>) {
-    let cands: Vec<&Card> = p.candidates.iter().filter_map(|id| index.card(*id)).collect();
+    let cands: Vec<Card> = p.candidates.iter().filter_map(|id| index.get(*id)).collect();
     let failure = match outcome {
         Outcome::Timeout => fallback(cfg, "timeout", format!("no answer within {} ms", cfg.timeout_ms)),
         Outcome::Unreachable(e) => fallback(cfg, "unreachable", e),

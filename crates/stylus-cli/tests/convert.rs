@@ -105,6 +105,41 @@ fn convert_then_generate_equals_the_original() {
     assert_eq!(shard_files(&dir).len(), 1, "old shards removed");
     assert_eq!(generate(&dir, &tmp.join("c.png"), &[]), original);
 
+    // For the browser: no VAE encoder, and a gzip copy of every shard (checked: listed with its size
+    // and sha256, decompresses to the shard); it generates the same images.
+    let web = tmp.join("tiny-web");
+    let out = ok(&[
+        "convert",
+        "--model",
+        model.to_str().unwrap(),
+        "--config",
+        "tiny",
+        "--out",
+        web.to_str().unwrap(),
+        "--shard-bytes",
+        "262144",
+        "--gzip",
+        "--no-vae-encoder",
+        "--quiet",
+    ]);
+    assert!(out.contains("no VAE encoder") && out.contains("; gzip "), "{out}");
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(web.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["vae_encoder"], false);
+    for s in m["shards"].as_array().unwrap() {
+        let gz = &s["gzip"];
+        let z = std::fs::read(web.join(gz["file"].as_str().unwrap())).unwrap();
+        assert_eq!(z.len() as u64, gz["bytes"].as_u64().unwrap());
+        let hex: String =
+            sha2::Digest::finalize(sha2::Digest::chain_update(<sha2::Sha256 as sha2::Digest>::new(), &z)).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, gz["sha256"].as_str().unwrap());
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&z[..]), &mut raw).unwrap();
+        assert_eq!(raw, std::fs::read(web.join(s["file"].as_str().unwrap())).unwrap(), "{} decompresses to its shard", gz["file"]);
+    }
+    assert_eq!(generate(&web, &tmp.join("w.png"), &[]), original);
+    ok(&["convert", "--model", model.to_str().unwrap(), "--config", "tiny", "--out", web.to_str().unwrap(), "--quiet"]);
+    assert!(std::fs::read_dir(&web).unwrap().all(|e| !e.unwrap().path().to_string_lossy().ends_with(".gz")), "old gzip copies removed");
+
     // A diffusers folder converts too; q8 runs (its drift is measured in stylus-diffusion's tests).
     let q8 = tmp.join("tiny-q8");
     let folder = fixtures().join("tiny_sd/diffusers");

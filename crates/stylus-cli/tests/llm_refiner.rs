@@ -112,10 +112,7 @@ fn stderr(o: &Output) -> String {
 }
 
 fn cards(path: &Path) -> Vec<Card> {
-    Index::from_bundle(&std::fs::read(path).unwrap())
-        .unwrap()
-        .cards()
-        .to_vec()
+    Index::from_bundle(&std::fs::read(path).unwrap()).unwrap().cards().map(|c| c.to_card()).collect()
 }
 
 fn asked(server: &Server) -> Vec<String> {

@@ -3,13 +3,14 @@
 //!
 //! Layout (integers little-endian):
 //! ```text
-//! b"STYLUSIX" | u32 version (2) | u32 header_len | header (JSON, header_len bytes)
-//! | cards (JSON array of Card, header.cards_bytes) | lexical postings (header.lexical_bytes)
+//! b"STYLUSIX" | u32 version (3) | u32 header_len | header (JSON, header_len bytes)
+//! | cards (header.cards_bytes: the binary [`CardStore`] encoding; a JSON array of Card in versions 1
+//!   and 2) | lexical postings (header.lexical_bytes)
 //! | example-prompt postings (header.examples_bytes, 0 when absent)
 //! | dense section (only when header.dense is present: embedder table + card vectors, [`crate::dense`])
 //! | fusion weights (JSON, header.fusion_bytes; 0 in version 1: defaults)
 //! ```
-//! Version 1 bundles (no dense section) still load.
+//! Version 1 (no dense section) and version 2 bundles (JSON cards) still load.
 //! The header ([`Header`]) names the embedder ("bm25-v1"), the counts, the section sizes and the
 //! sha256 (hex) of everything after it. The postings are [`Bm25::write`]'s encoding, so loading does
 //! not re-tokenize and an index built with descriptions keeps scoring the same when they are left
@@ -21,12 +22,15 @@
 use crate::dense::{Dense, DenseHeader};
 use crate::embed::hybrid::Fusion;
 use crate::lexical::{Bm25, EMBEDDER_ID};
+use crate::store::CardStore;
 use crate::{Card, Error, Index};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub const MAGIC: &[u8; 8] = b"STYLUSIX";
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
+/// Last version whose cards section is JSON.
+const LAST_JSON_CARDS: u32 = 2;
 /// Oldest bundle version this build reads.
 pub const MIN_VERSION: u32 = 1;
 pub const SHARD_MAGIC: &[u8; 8] = b"STYLUSSH";
@@ -62,13 +66,20 @@ pub struct Header {
 
 /// Lowercase hex of bytes (sha256 digests in headers).
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex_case(bytes, false)
+}
+
+/// Hex of bytes in either case (card sha256s are Civitai's upper-case hex).
+pub(crate) fn hex_case(bytes: &[u8], upper: bool) -> String {
+    let digits = if upper { b"0123456789ABCDEF" } else { b"0123456789abcdef" };
+    let ascii: Vec<u8> = bytes.iter().flat_map(|b| [digits[(b >> 4) as usize], digits[(b & 15) as usize]]).collect();
+    String::from_utf8(ascii).unwrap_or_default()
 }
 
 /// Serializes an index (descriptions only when asked).
 pub fn write(index: &Index, descriptions: bool) -> Vec<u8> {
-    let cards: Vec<Card> = index.cards().iter().map(|c| if descriptions { c.clone() } else { c.clone().without_description() }).collect();
-    let mut payload = serde_json::to_vec(&cards).unwrap_or_default();
+    let store = index.store();
+    let mut payload = if descriptions { store.bytes().to_vec() } else { store.encode_without_free_text() };
     let cards_bytes = payload.len() as u64;
     index.lexical().write(&mut payload);
     let lexical_bytes = payload.len() as u64 - cards_bytes;
@@ -83,10 +94,10 @@ pub fn write(index: &Index, descriptions: bool) -> Vec<u8> {
     let lex = index.lexical();
     let header = Header {
         embedder: EMBEDDER_ID.into(),
-        cards: cards.len() as u64,
+        cards: store.len() as u64,
         terms: lex.num_terms() as u64,
         postings: lex.num_postings() as u64,
-        descriptions: descriptions && cards.iter().any(|c| c.description.is_some()),
+        descriptions: descriptions && store.iter().any(|c| c.description().is_some()),
         cards_bytes,
         lexical_bytes,
         sha256: hex(&Sha256::digest(&payload)),
@@ -106,6 +117,11 @@ pub fn write(index: &Index, descriptions: bool) -> Vec<u8> {
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// The format version a bundle says it is (`None` when too short to say).
+pub fn version(bytes: &[u8]) -> Option<u32> {
+    u32_at(bytes, 8)
 }
 
 /// Reads and checks a bundle's header; returns it and where the payload starts.
@@ -134,6 +150,7 @@ pub fn header(bytes: &[u8]) -> Result<(Header, usize), Error> {
 /// Loads a bundle, checking magic, version, embedder, length, sha256 and every section.
 pub fn read(bytes: &[u8]) -> Result<Index, Error> {
     let (h, start) = header(bytes)?;
+    let version = version(bytes).unwrap_or(VERSION);
     let dense_bytes = h.dense.as_ref().map_or(Some(0), |d| d.embedder_bytes.checked_add(d.vectors_bytes));
     let end = (start as u64)
         .checked_add(h.cards_bytes)
@@ -157,7 +174,13 @@ pub fn read(bytes: &[u8]) -> Result<Index, Error> {
     let (lex_raw, rest) = rest.split_at(h.lexical_bytes as usize);
     let (examples_raw, rest) = rest.split_at(h.examples_bytes as usize);
     let (dense_raw, fusion_raw) = rest.split_at(rest.len() - h.fusion_bytes as usize);
-    let cards: Vec<Card> = serde_json::from_slice(cards_raw).map_err(|e| Error::BundleCorrupt(format!("cards: {e}")))?;
+    let cards = if version <= LAST_JSON_CARDS {
+        let cards: Vec<Card> = serde_json::from_slice(cards_raw).map_err(|e| Error::BundleCorrupt(format!("cards: {e}")))?;
+        CardStore::build(&cards).map_err(|e| Error::BundleCorrupt(format!("cards: {e}")))?
+    } else {
+        // the one copy of the cards the index keeps (the caller's bundle is theirs to free)
+        CardStore::read(cards_raw.to_vec()).map_err(|e| Error::BundleCorrupt(format!("cards: {e}")))?
+    };
     let lex = Bm25::read(lex_raw).map_err(|e| Error::BundleCorrupt(format!("postings: {e}")))?;
     let found = (cards.len() as u64, lex.num_docs() as u64, lex.num_terms() as u64, lex.num_postings() as u64);
     if found != (h.cards, h.cards, h.terms, h.postings) {
@@ -169,7 +192,10 @@ pub fn read(bytes: &[u8]) -> Result<Index, Error> {
     let n = cards.len();
     let examples = (h.examples_bytes > 0).then(|| Bm25::read(examples_raw).map_err(|e| Error::BundleCorrupt(format!("example postings: {e}")))).transpose()?;
     let dense = h.dense.as_ref().map(|dh| Dense::read(dh, dense_raw, n)).transpose()?;
-    let index = Index::from_parts(cards, lex).map_err(|e| Error::BundleCorrupt(e.to_string()))?;
+    let index = Index::from_parts(cards, lex).map_err(|e| match e {
+        Error::BundleCorrupt(_) => e,
+        e => Error::BundleCorrupt(e.to_string()),
+    })?;
     let fusion =
         if fusion_raw.is_empty() { Fusion::default() } else { serde_json::from_slice(fusion_raw).map_err(|e| Error::BundleCorrupt(format!("fusion: {e}")))? };
     index.with_examples(examples)?.with_dense(dense)?.with_fusion(fusion)
@@ -271,10 +297,10 @@ mod tests {
         let b = ix.to_bundle();
         let back = read(&b).unwrap();
         assert_eq!(back.to_bundle(), b);
-        assert!(back.cards().iter().all(|c| c.description.is_none()));
+        assert!(back.cards().all(|c| c.description().is_none()));
         assert_eq!(back.search("soft paint", 5), ix.search("soft paint", 5), "postings keep description terms");
         let full = read(&ix.to_bundle_with_descriptions()).unwrap();
-        assert_eq!(full.cards(), ix.cards());
+        assert!(full.cards().map(|c| c.to_card()).eq(ix.cards().map(|c| c.to_card())));
         assert!(header(&ix.to_bundle_with_descriptions()).unwrap().0.descriptions);
     }
 
@@ -310,6 +336,61 @@ mod tests {
             v[i] = v[i].wrapping_add(1);
             assert!(read(&v).is_err(), "flip at {i}");
         }
+    }
+
+    /// A bundle with `cards` as its cards section and the rest of `b` (header sizes and sha256 redone),
+    /// written as `version`.
+    fn with_cards(b: &[u8], cards: &[u8], version: u32) -> Vec<u8> {
+        let (mut h, start) = header(b).unwrap();
+        let rest = &b[start + h.cards_bytes as usize..];
+        let rest = if version == 1 { &rest[..rest.len() - h.fusion_bytes as usize] } else { rest };
+        let payload = [cards, rest].concat();
+        (h.cards_bytes, h.sha256) = (cards.len() as u64, hex(&Sha256::digest(&payload)));
+        h.fusion_bytes = if version == 1 { 0 } else { h.fusion_bytes };
+        let hj = serde_json::to_vec(&h).unwrap();
+        [&MAGIC[..], &version.to_le_bytes(), &(hj.len() as u32).to_le_bytes(), &hj, &payload].concat()
+    }
+
+    #[test]
+    fn version_1_and_2_bundles_with_json_cards_still_load() {
+        let ix = index();
+        let b = ix.to_bundle();
+        assert_eq!(version(&b), Some(3));
+        let json = serde_json::to_vec(&ix.cards().map(|c| c.to_card().without_description()).collect::<Vec<_>>()).unwrap();
+        for v in [1, 2] {
+            let old = read(&with_cards(&b, &json, v)).unwrap();
+            assert!(old.cards().zip(ix.cards()).all(|(a, b)| a.to_card() == b.to_card().without_description()), "version {v}");
+            assert_eq!(old.search("soft paint", 5), ix.search("soft paint", 5));
+            assert_eq!(old.to_bundle(), b, "version {v} rewritten as version 3");
+        }
+        assert_eq!(read(&with_cards(&b, b"[{\"id\":1}]", 2)).unwrap_err().code(), "bundle_corrupt");
+    }
+
+    #[test]
+    fn truncated_and_flipped_card_sections_are_bundle_corrupt() {
+        let b = index().to_bundle();
+        let (h, start) = header(&b).unwrap();
+        let cards = &b[start..start + h.cards_bytes as usize];
+        for cut in 0..cards.len() {
+            let e = read(&with_cards(&b, &cards[..cut], 3)).unwrap_err();
+            assert!(e.code() == "bundle_corrupt" && e.to_string().contains("cards: "), "cut {cut}: {e}");
+        }
+        let e = read(&with_cards(&b, &[cards, &[0]].concat(), 3)).unwrap_err();
+        assert_eq!(e.to_string(), "index bundle is corrupt: cards: 1 bytes after the last card");
+        for i in 0..cards.len() {
+            for bit in 0..8 {
+                let mut v = cards.to_vec();
+                v[i] ^= 1 << bit;
+                // a flip that still decodes is a valid (different) index; anything else is refused, never a panic
+                if let Err(e) = read(&with_cards(&b, &v, 3)) {
+                    assert_eq!(e.code(), "bundle_corrupt", "byte {i} bit {bit}: {e}");
+                }
+            }
+        }
+        let mut two = index().cards().map(|c| c.to_card()).collect::<Vec<_>>();
+        two[1].id = two[0].id;
+        let e = read(&with_cards(&b, &CardStore::encode(&two), 3)).unwrap_err();
+        assert_eq!(e.to_string(), "index bundle is corrupt: cards: card id 1 appears twice");
     }
 
     #[test]

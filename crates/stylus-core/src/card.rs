@@ -178,14 +178,7 @@ impl Card {
     /// The name used in an A1111 `<lora:NAME:w>` tag: the file's stem when known, else the card name,
     /// with the characters that break the tag syntax (`<`, `>`, `:`, control characters) replaced.
     pub fn a1111_name(&self) -> String {
-        let stem = self.file_name.rsplit_once('.').map_or(self.file_name.as_str(), |(s, _)| s);
-        let raw = if stem.trim().is_empty() { self.name.as_str() } else { stem };
-        let s: String = crate::text::clean_line(raw).chars().map(|c| if matches!(c, '<' | '>' | ':' | '\\' | '/') { '_' } else { c }).collect();
-        if s.is_empty() {
-            format!("lora_{}", self.id)
-        } else {
-            s.to_string()
-        }
+        a1111_name(self.id, &self.name, self.file_name.rsplit_once('.').map_or(self.file_name.as_str(), |(s, _)| s))
     }
 
     /// This card without its free text, description and example prompts (what demo bundles carry).
@@ -193,6 +186,17 @@ impl Card {
         self.description = None;
         self.example_prompts = Vec::new();
         self
+    }
+}
+
+/// [`Card::a1111_name`] from the card's id, name and file stem (the file name before its last '.').
+pub fn a1111_name(id: u64, name: &str, stem: &str) -> String {
+    let raw = if stem.trim().is_empty() { name } else { stem };
+    let s: String = crate::text::clean_line(raw).chars().map(|c| if matches!(c, '<' | '>' | ':' | '\\' | '/') { '_' } else { c }).collect();
+    if s.is_empty() {
+        format!("lora_{id}")
+    } else {
+        s
     }
 }
 

@@ -16,8 +16,9 @@
 //! prompt is the request prompt (control characters and whitespace runs collapsed to one space) plus
 //! the debias suffix (control characters blanked); the A1111 string appends ` <lora:NAME:w>` tags, w with two decimals.
 
-use crate::card::{Card, Category};
+use crate::card::Category;
 use crate::masks::{self, MaskMode};
+use crate::store::CardView;
 use crate::text::{clean_line, strip_network_tags};
 use crate::topics::{phrases, Phrase};
 use crate::{Error, Index};
@@ -204,7 +205,7 @@ pub struct Timings {
 /// Runs the composer over a catalog (`cards[i]` is document `i` of `lex`). `now` is an optional
 /// millisecond clock for [`Timings`] (the library itself reads no clock).
 pub fn compose(index: &Index, req: &ComposeRequest, now: Option<&dyn Fn() -> f64>) -> Result<ComposeResponse, Error> {
-    let (cards, lex) = (index.cards(), index.lexical());
+    let (cards, lex) = (index.store(), index.lexical());
     let clock = || now.map_or(0.0, |f| f());
     let us = |a: f64, b: f64| ((b - a) * 1000.0).max(0.0).round() as u64;
     let t0 = clock();
@@ -232,21 +233,29 @@ pub fn compose(index: &Index, req: &ComposeRequest, now: Option<&dyn Fn() -> f64
             cands.push((ti, doc, s, m.into_iter().map(str::to_string).collect()));
         }
     }
-    let card = |d: u32| &cards[d as usize];
-    cands.sort_by(|a, b| {
-        b.2.total_cmp(&a.2).then(card(b.1).stats.downloads.cmp(&card(a.1).stats.downloads)).then(card(a.1).id.cmp(&card(b.1).id))
-    });
+    // best score first; ties go to more downloads, then the lower id (read from the card store only
+    // for the candidates that tie)
+    cands.sort_by(|a, b| b.2.total_cmp(&a.2));
+    let mut i = 0;
+    while i < cands.len() {
+        let n = cands[i..].iter().take_while(|c| c.2.total_cmp(&cands[i].2).is_eq()).count();
+        if n > 1 {
+            cands[i..i + n].sort_by_cached_key(|c| (std::cmp::Reverse(cards.downloads(c.1)), cards.id(c.1)));
+        }
+        i += n;
+    }
     let mut out: Vec<Topic> = topics.iter().map(|t| Topic { name: t.name.clone(), span: t.span, adapters: Vec::new() }).collect();
     let mut styles = 0;
     let mut a1111_names = BTreeMap::new();
     for (ti, doc, score, why) in cands {
-        let c = card(doc);
-        if out[ti].adapters.len() >= o.max_per_topic as usize || (c.category == Category::Style && styles >= o.max_styles) {
+        let style = cards.category(doc) == Category::Style;
+        if out[ti].adapters.len() >= o.max_per_topic as usize || (style && styles >= o.max_styles) {
             continue;
         }
-        styles += (c.category == Category::Style) as u32;
-        a1111_names.insert(c.id, c.a1111_name());
-        out[ti].adapters.push(chosen(c, score, why));
+        styles += style as u32;
+        let c = cards.card(doc);
+        a1111_names.insert(c.id(), c.a1111_name());
+        out[ti].adapters.push(chosen(&c, score, why));
     }
     let t3 = clock();
     let images = images(&out, &a1111_names, req);
@@ -264,17 +273,17 @@ pub(crate) fn retrieve(index: &Index, prompt: &str, topics: &[Phrase], k: usize)
 }
 
 /// A card as chosen for a topic.
-pub(crate) fn chosen(c: &Card, score: f32, why: Vec<String>) -> ChosenAdapter {
+pub(crate) fn chosen(c: &CardView<'_>, score: f32, why: Vec<String>) -> ChosenAdapter {
     ChosenAdapter {
-        id: c.id,
-        name: c.name.clone(),
-        category: c.category,
+        id: c.id(),
+        name: c.name().to_string(),
+        category: c.category(),
         score,
-        weight: c.weight,
-        download_url: c.download_url.clone(),
-        sha256: c.sha256.clone(),
-        size_bytes: c.size_bytes,
-        model_page: c.model_page.clone(),
+        weight: c.weight(),
+        download_url: c.download_url(),
+        sha256: c.sha256(),
+        size_bytes: c.size_bytes(),
+        model_page: c.model_page(),
         why,
     }
 }
@@ -328,7 +337,7 @@ fn unique(v: &[String]) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Index;
+    use crate::{Card, Index};
 
     fn card(id: u64, name: &str, cat: Category, tags: &[&str], weight: f32, downloads: u64) -> Card {
         let mut c = Card::new(id, name);

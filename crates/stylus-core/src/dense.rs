@@ -145,7 +145,7 @@ pub(crate) mod tests {
         let ix = Index::build_dense(cards, e.clone(), fusion, false).unwrap();
         let bytes = ix.to_bundle();
         let back = Index::from_bundle(&bytes).unwrap();
-        assert!(back.cards().iter().all(|c| c.description.is_none()), "published bundles drop descriptions");
+        assert!(back.cards().all(|c| c.description().is_none()), "published bundles drop descriptions");
         let d = back.dense().unwrap();
         assert_eq!((d.len(), back.fusion(), d.embedder.hash()), (4, fusion, e.hash()));
         // description words still find their card after the round trip (vectors were built with them)

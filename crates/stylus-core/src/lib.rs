@@ -32,6 +32,7 @@ pub mod llm_refine;
 pub mod masks;
 pub mod policy;
 pub mod refine;
+pub mod store;
 pub mod synth;
 pub mod text;
 pub mod topics;
@@ -42,8 +43,7 @@ pub use ingest::IngestIssue;
 pub use lexical::{Bm25, EMBEDDER_ID};
 pub use masks::MaskMode;
 pub use policy::{Filter, Policy, PolicyReport};
-
-use std::collections::HashMap;
+pub use store::{CardStore, CardView};
 
 /// Every failure of this crate. [`Error::code`] gives a stable machine-readable code.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -72,6 +72,8 @@ pub enum Error {
     EmptyCatalog(String),
     #[error("card id {0} appears twice in the catalog")]
     DuplicateCard(u64),
+    #[error("the catalog is too large for one index: {0}")]
+    CatalogTooLarge(String),
     #[error("not a Stylus index bundle (bad magic bytes)")]
     BundleBadMagic,
     #[error("index bundle version {found} is not supported (this build reads version {supported}); rebuild the bundle")]
@@ -120,6 +122,7 @@ impl Error {
             Error::InvalidRequest(_) => "invalid_request",
             Error::EmptyCatalog(_) => "empty_catalog",
             Error::DuplicateCard(_) => "duplicate_card",
+            Error::CatalogTooLarge(_) => "catalog_too_large",
             Error::BundleBadMagic => "bundle_bad_magic",
             Error::BundleVersion { .. } => "bundle_version",
             Error::BundleEmbedder { .. } => "bundle_embedder",
@@ -156,11 +159,11 @@ impl Error {
     }
 }
 
-/// A searchable catalog: cards plus their BM25 index (document `i` is `cards()[i]`).
+/// A searchable catalog: cards (kept encoded, [`CardStore`]) plus their BM25 index (document `i` is
+/// [`Index::card`]`(i)`).
 #[derive(Debug, Clone)]
 pub struct Index {
-    cards: Vec<Card>,
-    by_id: HashMap<u64, usize>,
+    cards: CardStore,
     lex: Bm25,
     /// Card vectors and the query embedder, when the index was built with one.
     dense: Option<dense::Dense>,
@@ -173,22 +176,22 @@ impl Index {
     /// Indexes cards (descriptions, when present, are indexed too). Fails on an empty catalog or a
     /// repeated id.
     pub fn build(cards: Vec<Card>) -> Result<Self, Error> {
-        let lex = Bm25::build(cards.iter().map(lexical::card_terms));
-        let examples = cards.iter().any(|c| !c.example_prompts.is_empty()).then(|| Bm25::build(cards.iter().map(lexical::example_terms)));
-        Self::from_parts(cards, lex)?.with_examples(examples)
-    }
-
-    pub(crate) fn from_parts(cards: Vec<Card>, lex: Bm25) -> Result<Self, Error> {
         if cards.is_empty() {
             return Err(Error::EmptyCatalog("no cards to index".into()));
         }
-        let mut by_id = HashMap::with_capacity(cards.len());
-        for (i, c) in cards.iter().enumerate() {
-            if by_id.insert(c.id, i).is_some() {
-                return Err(Error::DuplicateCard(c.id));
-            }
+        let lex = Bm25::build(cards.iter().map(lexical::card_terms));
+        let examples = cards.iter().any(|c| !c.example_prompts.is_empty()).then(|| Bm25::build(cards.iter().map(lexical::example_terms)));
+        Self::from_parts(CardStore::build(&cards)?, lex)?.with_examples(examples)
+    }
+
+    pub(crate) fn from_parts(cards: CardStore, lex: Bm25) -> Result<Self, Error> {
+        if cards.is_empty() {
+            return Err(Error::EmptyCatalog("no cards to index".into()));
         }
-        Ok(Index { cards, by_id, lex, dense: None, examples: None, fusion: embed::hybrid::Fusion::default() })
+        if lex.num_docs() != cards.len() {
+            return Err(Error::BundleCorrupt(format!("{} documents for {} cards", lex.num_docs(), cards.len())));
+        }
+        Ok(Index { cards, lex, dense: None, examples: None, fusion: embed::hybrid::Fusion::default() })
     }
 
     /// [`Index::build`] plus dense retrieval: every card embedded with `embedder` from its title,
@@ -297,17 +300,28 @@ impl Index {
         compose::compose(self, req, Some(now))
     }
 
-    /// The card with a model id.
-    pub fn card(&self, id: u64) -> Option<&Card> {
-        self.by_id.get(&id).map(|&i| &self.cards[i])
+    /// The card with a model id, decoded.
+    pub fn get(&self, id: u64) -> Option<Card> {
+        self.cards.get(id).map(|c| c.to_card())
     }
 
-    /// The BM25 document number of a model id.
-    pub(crate) fn doc(&self, id: u64) -> Option<u32> {
-        self.by_id.get(&id).map(|&i| i as u32)
+    /// The document number of a model id.
+    pub fn doc(&self, id: u64) -> Option<u32> {
+        self.cards.doc(id)
     }
 
-    pub fn cards(&self) -> &[Card] {
+    /// Document `doc` as a borrowed view (cheap: no allocation; [`CardView::to_card`] decodes it).
+    pub fn card(&self, doc: u32) -> Option<CardView<'_>> {
+        ((doc as usize) < self.cards.len()).then(|| self.cards.card(doc))
+    }
+
+    /// Every card as a view, in document order.
+    pub fn cards(&self) -> impl ExactSizeIterator<Item = CardView<'_>> + '_ {
+        self.cards.iter()
+    }
+
+    /// The encoded cards (hot fields by document: id, category, nsfw, downloads, weight).
+    pub fn store(&self) -> &CardStore {
         &self.cards
     }
 
@@ -325,7 +339,7 @@ impl Index {
 
     /// [`Index::retrieve`] as `(model id, score)`, best first.
     pub fn search(&self, query: &str, k: usize) -> Vec<(u64, f32)> {
-        self.retrieve(query, k).into_iter().map(|(d, s)| (self.cards[d as usize].id, s)).collect()
+        self.retrieve(query, k).into_iter().map(|(d, s)| (self.cards.id(d), s)).collect()
     }
 }
 
@@ -340,8 +354,9 @@ mod tests {
         assert_eq!((err.code(), err.to_string().as_str()), ("duplicate_card", "card id 1 appears twice in the catalog"));
         let ix = Index::build(vec![Card::new(5, "Neon Lights"), Card::new(9, "Fox")]).unwrap();
         assert_eq!((ix.len(), ix.is_empty()), (2, false));
-        assert_eq!(ix.card(9).map(|c| c.name.as_str()), Some("Fox"));
-        assert!(ix.card(1).is_none());
+        assert_eq!(ix.get(9).map(|c| c.name), Some("Fox".to_string()));
+        assert_eq!((ix.doc(9), ix.card(1).map(|c| c.name()), ix.card(2).is_none()), (Some(1), Some("Fox"), true));
+        assert!(ix.get(1).is_none() && ix.doc(1).is_none());
         assert_eq!(ix.search("neon light", 3)[0].0, 5);
         assert!(Error::PromptEmpty.is_request_error() && !Error::BundleChecksum.is_request_error());
     }

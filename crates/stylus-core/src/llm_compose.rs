@@ -60,14 +60,15 @@ fitting adapter gets an empty object. Reply with one JSON object and nothing els
 {\"<topic as written in the prompt>\": {\"<adapter id>\": \"<why its main purpose fits the topic>\"}}.";
 
 /// The local composer's retrieval for a request (validated first): the cards the model chooses from.
-pub fn candidates<'a>(index: &'a Index, req: &ComposeRequest) -> Result<Vec<&'a Card>, Error> {
+pub fn candidates(index: &Index, req: &ComposeRequest) -> Result<Vec<Card>, Error> {
     req.validate()?;
     let k = (req.options.top_k as usize).min(MAX_CANDIDATES);
-    Ok(compose::retrieve(index, &req.prompt, &phrases(&req.prompt), k).into_iter().map(|(d, _)| &index.cards()[d as usize]).collect())
+    let docs = compose::retrieve(index, &req.prompt, &phrases(&req.prompt), k);
+    Ok(docs.into_iter().map(|(d, _)| index.store().card(d).to_card()).collect())
 }
 
 /// The request body (`POST …/chat/completions`) asking `model` to compose `req` from `candidates`.
-pub fn request_body(model: &str, req: &ComposeRequest, candidates: &[&Card]) -> Vec<u8> {
+pub fn request_body(model: &str, req: &ComposeRequest, candidates: &[Card]) -> Vec<u8> {
     let adapters: Vec<Value> = candidates
         .iter()
         .map(|c| {
@@ -124,7 +125,7 @@ impl LlmComposition {
 
 /// Parses and validates a chat-completions response body for `req` (module doc); `candidates` are
 /// the cards the model was shown.
-pub fn parse_reply(bytes: &[u8], req: &ComposeRequest, candidates: &[&Card]) -> Result<LlmComposition, Error> {
+pub fn parse_reply(bytes: &[u8], req: &ComposeRequest, candidates: &[Card]) -> Result<LlmComposition, Error> {
     let bad = |m: String| Error::LlmComposeReply(m);
     let v: Value = serde_json::from_slice(bytes).map_err(|e| bad(format!("response is not JSON: {e}")))?;
     if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
@@ -140,11 +141,11 @@ pub fn parse_reply(bytes: &[u8], req: &ComposeRequest, candidates: &[&Card]) -> 
     validate(entries, req, candidates)
 }
 
-fn validate(entries: Vec<(String, Json)>, req: &ComposeRequest, candidates: &[&Card]) -> Result<LlmComposition, Error> {
+fn validate(entries: Vec<(String, Json)>, req: &ComposeRequest, candidates: &[Card]) -> Result<LlmComposition, Error> {
     let o = &req.options;
     let prompt_words: Vec<(String, usize, usize)> = text::words(&req.prompt).into_iter().filter_map(|w| Some((text::term(w.text)?, w.start, w.end))).collect();
     let prompt_terms: HashSet<&str> = prompt_words.iter().map(|w| w.0.as_str()).collect();
-    let by_id: HashMap<u64, &Card> = candidates.iter().map(|c| (c.id, *c)).collect();
+    let by_id: HashMap<u64, &Card> = candidates.iter().map(|c| (c.id, c)).collect();
     let (mut topics, mut dropped, mut keys) = (Vec::<LlmTopic>::new(), Vec::new(), Vec::<Vec<String>>::new());
     let (mut used, mut styles) = (HashSet::new(), 0u32);
     for (raw, value) in entries {
@@ -249,10 +250,11 @@ pub fn compose(index: &Index, req: &ComposeRequest, c: &LlmComposition) -> Resul
         let terms = text::terms(&t.name);
         let mut adapters = Vec::new();
         for &id in &t.ids {
-            let (Some(card), Some(doc)) = (index.card(id), index.doc(id)) else { continue };
+            let Some(doc) = index.doc(id) else { continue };
+            let card = index.store().card(doc);
             let (score, why) = index.lexical().score(&terms, doc);
             names.insert(id, card.a1111_name());
-            adapters.push(compose::chosen(card, score, why.into_iter().map(str::to_string).collect()));
+            adapters.push(compose::chosen(&card, score, why.into_iter().map(str::to_string).collect()));
         }
         topics.push(Topic { name: t.name.clone(), span: t.span, adapters });
     }
@@ -486,7 +488,7 @@ mod tests {
         let p = "A large polar bear swimming in an exhibit at a zoo, polar light";
         let r = ComposeRequest::new(p);
         let c = Card::new(1, "x");
-        let res = parse_reply(&reply(r#"{"polar bear swimming in a zoo exhibit": [1], "polar": []}"#), &r, &[&c]).unwrap();
+        let res = parse_reply(&reply(r#"{"polar bear swimming in a zoo exhibit": [1], "polar": []}"#), &r, &[c]).unwrap();
         assert_eq!(&p[res.topics()[0].span[0]..res.topics()[0].span[1]], "polar bear swimming in an exhibit at a zoo");
         assert_eq!(&p[res.topics()[1].span[0]..res.topics()[1].span[1]], "polar");
         let words = |s: &str| text::words(s).into_iter().filter_map(|w| Some((text::term(w.text)?, w.start, w.end))).collect::<Vec<_>>();

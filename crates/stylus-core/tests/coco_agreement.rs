@@ -175,7 +175,7 @@ fn measure(ix: &Index, rows: &[Silver]) -> Measured {
             m.topics[1].add(&ours, &refs, 1.0);
         }
         let all_ref: HashSet<u64> = dict.iter().flat_map(|(_, ids)| ids.iter().copied()).collect();
-        let gold: HashSet<u64> = all_ref.iter().copied().filter(|id| ix.card(*id).is_some()).collect();
+        let gold: HashSet<u64> = all_ref.iter().copied().filter(|id| ix.doc(*id).is_some()).collect();
         if gold.is_empty() {
             continue;
         }

@@ -98,7 +98,7 @@ fn check_response(ix: &Index, prompt: &str, seed: u64) -> stylus_core::ComposeRe
             assert!(seen.insert(a.id), "adapter {} twice", a.id);
             styles += (a.category == Category::Style) as usize;
             assert!(!a.why.is_empty() && a.why.iter().all(|w| prompt_terms.contains(w)));
-            assert_eq!(a.weight, ix.card(a.id).unwrap().weight);
+            assert_eq!(a.weight, ix.get(a.id).unwrap().weight);
         }
     }
     assert!(styles <= 2);
@@ -153,7 +153,7 @@ fn bundle_roundtrip_and_size() {
     let header = stylus_core::bundle::header(&bytes).unwrap().0;
     println!("bundle: {} bytes ({} cards JSON, {} postings), write {write:?}, load {load:?}", bytes.len(), header.cards_bytes, header.lexical_bytes);
     let t = Instant::now();
-    let rebuilt = Index::build(back.cards().to_vec()).unwrap();
+    let rebuilt = Index::build(back.cards().map(|c| c.to_card()).collect()).unwrap();
     println!("rebuild BM25 from bundle cards (no descriptions): {:?}, {} terms", t.elapsed(), rebuilt.lexical().num_terms());
     assert_eq!(back.to_bundle(), bytes, "re-serialization is byte-identical");
     assert_eq!(ix.to_bundle(), bytes, "deterministic");
@@ -229,7 +229,7 @@ fn coco_silver_recall() {
         let (Some(caption), Some(dict)) = (row.get(cap), row.get(col)) else { continue };
         let ids = silver_ids(dict);
         prompts_full += ids.iter().any(|i| in_full.contains(i)) as usize;
-        let gold: HashSet<u64> = ids.into_iter().filter(|i| ix.card(*i).is_some()).collect();
+        let gold: HashSet<u64> = ids.into_iter().filter(|i| ix.doc(*i).is_some()).collect();
         if gold.is_empty() {
             continue;
         }

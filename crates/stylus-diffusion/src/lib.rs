@@ -16,10 +16,12 @@
 
 pub mod attention;
 pub mod clip;
+pub mod kernels;
 pub mod load;
 pub mod lora;
 pub mod nn;
 pub mod pipeline;
+pub mod preview;
 pub mod resnet;
 pub mod rng;
 pub mod unet;
@@ -31,6 +33,7 @@ pub use clip::ClipTextModel;
 pub use load::{Checkpoint, Loader};
 pub use lora::{ApplyReport, LoraHost};
 pub use pipeline::{GenerateRequest, Generation, Image, ModelFiles, Pipeline, Progress, Stage};
+pub use preview::Preview;
 pub use rng::{NoiseSource, RecordedNoise, SeededNoise};
 pub use unet::UNet2DConditionModel;
 pub use vae::AutoencoderKL;

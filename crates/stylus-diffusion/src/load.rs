@@ -29,7 +29,7 @@ use std::fmt::Display;
 use burn::tensor::{Device, Tensor};
 use safetensors::tensor::TensorView;
 use stylus_sd::checkpoint::{self, Resolution};
-use stylus_sd::convert::{self, Manifest, ShardInfo, ShardReader, TensorInfo};
+use stylus_sd::convert::{self, is_vae_encoder, Manifest, ShardInfo, ShardReader, TensorInfo};
 use stylus_sd::{sd_params, Component, SdConfig};
 
 use crate::lora::{ConvPatch, LinearPatch, LoraHost, PatchSlot};
@@ -71,6 +71,8 @@ pub struct Loader<'a> {
     requested: Vec<(Component, String, Vec<usize>)>,
     /// Every UNet / text-encoder Linear and Conv2d loaded so far, for LoRA patches.
     lora: LoraHost,
+    /// The model has no VAE encoder (a text-to-image conversion, `Manifest::vae_encoder`).
+    no_vae_encoder: bool,
 }
 
 impl<'a> Loader<'a> {
@@ -83,7 +85,13 @@ impl<'a> Loader<'a> {
             dry_run: false,
             requested: Vec::new(),
             lora: LoraHost::default(),
+            no_vae_encoder: false,
         }
+    }
+
+    /// Whether the model was converted without its VAE encoder (`AutoencoderKL::load` then skips it).
+    pub fn lacks_vae_encoder(&self) -> bool {
+        self.no_vae_encoder
     }
 
     /// A loader that hands out placeholder tensors and records every request (mapping tests).
@@ -152,7 +160,7 @@ impl<'a> Loader<'a> {
         let manifest = Manifest::from_json(manifest_json)?;
         manifest.check_config(cfg)?;
         let mut specs: HashMap<(Component, &str), &[usize]> = HashMap::new();
-        let params = sd_params(cfg);
+        let params: Vec<_> = sd_params(cfg).into_iter().filter(|p| manifest.vae_encoder || !is_vae_encoder(p.component, &p.path)).collect();
         for p in &params {
             specs.insert((p.component, p.path.as_str()), &p.shape);
         }
@@ -174,6 +182,7 @@ impl<'a> Loader<'a> {
             return Err(Error::UnusedParams { count: extra.len(), first: extra.into_iter().take(5).collect() });
         }
         let mut ld = Self::empty(device);
+        ld.no_vae_encoder = !manifest.vae_encoder;
         for item in ShardReader::new(&manifest, fetch) {
             let (t, bytes) = item?;
             let entry = Entry { shape: t.shape.clone(), key: t.path.clone(), slot: Slot::Encoded(t.clone(), bytes) };

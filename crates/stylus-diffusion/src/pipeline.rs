@@ -11,6 +11,7 @@ use crate::attention::AttentionConfig;
 use crate::load::{Checkpoint, Loader};
 use crate::lora::{ApplyReport, LoraHost};
 use crate::nn::{from_vec, to_vec, to_vec_async};
+use crate::preview::{batch_previews, Preview};
 use crate::rng::{NoiseSource, SeededNoise};
 use crate::{AutoencoderKL, ClipTextModel, Error, Result, UNet2DConditionModel, VaeTiling};
 
@@ -42,6 +43,8 @@ pub struct GenerateRequest {
     pub clip_skip: usize,
     /// Explicit N(0, 1) initial latents `[batch, 4, height/8, width/8]` instead of the seed's.
     pub latents: Option<Vec<f32>>,
+    /// A live preview ([`crate::preview`]) every this many steps and after the last (0: none).
+    pub preview_every: usize,
 }
 
 impl Default for GenerateRequest {
@@ -58,6 +61,7 @@ impl Default for GenerateRequest {
             batch: 1,
             clip_skip: 0,
             latents: None,
+            preview_every: 0,
         }
     }
 }
@@ -249,7 +253,7 @@ impl Pipeline {
         let mut run = self.begin(req, noise, progress)?;
         for i in 0..req.steps {
             let eps = to_vec(self.step_eps(&run, i)?)?;
-            self.finish_step(&mut run, req, i, eps, noise, progress)?;
+            self.finish_step(&mut run, req, i, eps, noise, progress, None)?;
         }
         let mut out = Generation { images: Vec::with_capacity(run.b), latents: Vec::new(), decoded: Vec::new() };
         for k in 0..run.b {
@@ -262,12 +266,14 @@ impl Pipeline {
 
     /// [`Pipeline::generate_with`] with asynchronous tensor reads, for WebGPU in the browser (the
     /// page never blocks on the GPU). `cancelled` is polled before every step and every decode;
-    /// when it returns true the generation stops with [`Error::Cancelled`].
+    /// when it returns true the generation stops with [`Error::Cancelled`]. `preview` receives the
+    /// live previews `req.preview_every` asks for.
     pub async fn generate_async(
         &self,
         req: &GenerateRequest,
         noise: &mut dyn NoiseSource,
         progress: &mut dyn FnMut(Progress),
+        preview: &mut dyn FnMut(Preview),
         cancelled: &dyn Fn() -> bool,
     ) -> Result<Generation> {
         let mut run = self.begin(req, noise, progress)?;
@@ -276,7 +282,7 @@ impl Pipeline {
                 return Err(Error::Cancelled);
             }
             let eps = to_vec_async(self.step_eps(&run, i)?).await?;
-            self.finish_step(&mut run, req, i, eps, noise, progress)?;
+            self.finish_step(&mut run, req, i, eps, noise, progress, Some(&mut *preview))?;
         }
         let mut out = Generation { images: Vec::with_capacity(run.b), latents: Vec::new(), decoded: Vec::new() };
         for k in 0..run.b {
@@ -328,8 +334,19 @@ impl Pipeline {
         self.unet.forward(input, &[run.sched.timesteps[i]], &run.ctx, &self.attention)
     }
 
-    /// Guidance and the scheduler step on the host, from the read-back ε.
-    fn finish_step(&self, run: &mut Run, req: &GenerateRequest, i: usize, eps: Vec<f32>, noise: &mut dyn NoiseSource, progress: &mut dyn FnMut(Progress)) -> Result<()> {
+    /// Guidance and the scheduler step on the host, from the read-back ε; the step's x₀ as a
+    /// preview first when one is due.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_step(
+        &self,
+        run: &mut Run,
+        req: &GenerateRequest,
+        i: usize,
+        eps: Vec<f32>,
+        noise: &mut dyn NoiseSource,
+        progress: &mut dyn FnMut(Progress),
+        preview: Option<&mut dyn FnMut(Preview)>,
+    ) -> Result<()> {
         let (b, per_image) = (run.b, run.per_image);
         let eps: Vec<f32> = if run.guided {
             let (u, t) = eps.split_at(b * per_image);
@@ -337,6 +354,10 @@ impl Pipeline {
         } else {
             eps
         };
+        if let Some(send) = preview.filter(|_| req.preview_every > 0 && ((i + 1) % req.preview_every == 0 || i + 1 == req.steps)) {
+            let x0 = run.sched.denoised(i, &run.x, &eps)?;
+            send(Preview { step: i + 1, total: req.steps, images: batch_previews(&x0, b, run.c, run.h, run.w) });
+        }
         let step_noise = if run.sched.needs_noise() { Some((0..b).map(|k| noise.step(k, i, per_image)).collect::<Result<Vec<_>>>()?.concat()) } else { None };
         run.sched.step(i, &mut run.x, &eps, step_noise.as_deref())?;
         progress(Progress { stage: Stage::Denoising, done: i + 1, total: req.steps });

@@ -101,27 +101,11 @@ pub struct Decoder {
     pub conv_out: Conv2d,
 }
 
-#[derive(Debug, Clone)]
-pub struct AutoencoderKL {
-    pub encoder: Encoder,
-    pub decoder: Decoder,
-    pub quant_conv: Conv2d,
-    pub post_quant_conv: Conv2d,
-    cfg: VaeConfig,
-}
-
-impl AutoencoderKL {
-    /// Loads `encoder.*`, `decoder.*`, `quant_conv`, `post_quant_conv` for `cfg`.
-    pub fn load(cfg: &VaeConfig, ld: &mut Loader<'_>) -> Result<Self> {
+impl Encoder {
+    /// `encoder.*` of the VAE.
+    fn load(cfg: &VaeConfig, ld: &mut Loader<'_>, norm: Norm) -> Result<Self> {
         let ch = &cfg.block_out_channels;
-        let n = ch.len();
-        if n == 0 || cfg.layers_per_block == 0 {
-            return Err(Error::Request(format!("VAE config not supported: channels {ch:?}")));
-        }
-        ld.set_component(Component::Vae);
-        let norm = Norm { groups: cfg.norm_num_groups, eps: EPS };
-        let (lpb, lat, top) = (cfg.layers_per_block, cfg.latent_channels, ch[n - 1]);
-
+        let (n, lpb, lat, top) = (ch.len(), cfg.layers_per_block, cfg.latent_channels, ch[ch.len() - 1]);
         let conv_in = Conv2d::load(ld, "encoder.conv_in", cfg.in_channels, ch[0], 3)?;
         let mut down_blocks = Vec::with_capacity(n);
         let mut cin = ch[0];
@@ -134,14 +118,44 @@ impl AutoencoderKL {
             down_blocks.push(EncoderBlock { resnets, downsamplers });
             cin = cout;
         }
-        let encoder = Encoder {
+        Ok(Encoder {
             conv_in,
             down_blocks,
             mid_block: VaeMidBlock::load(ld, "encoder.mid_block", top, norm)?,
             conv_norm_out: GroupNorm::load(ld, "encoder.conv_norm_out", norm.groups, top, EPS)?,
             conv_out: Conv2d::load(ld, "encoder.conv_out", top, 2 * lat, 3)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AutoencoderKL {
+    /// `None` in a text-to-image conversion (`Loader::lacks_vae_encoder`): [`AutoencoderKL::encode`] is refused.
+    pub encoder: Option<Encoder>,
+    pub decoder: Decoder,
+    pub quant_conv: Option<Conv2d>,
+    pub post_quant_conv: Conv2d,
+    cfg: VaeConfig,
+}
+
+impl AutoencoderKL {
+    /// Loads `encoder.*`, `decoder.*`, `quant_conv`, `post_quant_conv` for `cfg` (the decoder half
+    /// only when the loader's model has no encoder).
+    pub fn load(cfg: &VaeConfig, ld: &mut Loader<'_>) -> Result<Self> {
+        let ch = &cfg.block_out_channels;
+        let n = ch.len();
+        if n == 0 || cfg.layers_per_block == 0 {
+            return Err(Error::Request(format!("VAE config not supported: channels {ch:?}")));
+        }
+        ld.set_component(Component::Vae);
+        let norm = Norm { groups: cfg.norm_num_groups, eps: EPS };
+        let (lpb, lat, top) = (cfg.layers_per_block, cfg.latent_channels, ch[n - 1]);
+
+        let (encoder, quant_conv) = if ld.lacks_vae_encoder() {
+            (None, None)
+        } else {
+            (Some(Encoder::load(cfg, ld, norm)?), Some(Conv2d::load(ld, "quant_conv", 2 * lat, 2 * lat, 1)?))
         };
-        let quant_conv = Conv2d::load(ld, "quant_conv", 2 * lat, 2 * lat, 1)?;
         let post_quant_conv = Conv2d::load(ld, "post_quant_conv", lat, lat, 1)?;
 
         let conv_in = Conv2d::load(ld, "decoder.conv_in", lat, top, 3)?;
@@ -196,9 +210,17 @@ impl AutoencoderKL {
         let [_, c, h, w] = image.dims();
         let f = 1 << (self.cfg.block_out_channels.len() - 1);
         if c != self.cfg.in_channels || h == 0 || w == 0 || !h.is_multiple_of(f) || !w.is_multiple_of(f) {
-            return Err(Error::Request(format!("VAE encode input {:?}: expected [B, {}, H, W] with H, W multiples of {f}", image.dims(), self.cfg.in_channels)));
+            return Err(Error::Request(format!(
+                "VAE encode input {:?}: expected [B, {}, H, W] with H, W multiples of {f}",
+                image.dims(),
+                self.cfg.in_channels
+            )));
         }
-        let e = &self.encoder;
+        let (Some(e), Some(quant_conv)) = (&self.encoder, &self.quant_conv) else {
+            return Err(Error::Request(
+                "this model has no VAE encoder (converted with --no-vae-encoder for text-to-image); image-to-image needs a conversion with it".into(),
+            ));
+        };
         let mut x = e.conv_in.forward(image);
         for block in &e.down_blocks {
             for r in &block.resnets {
@@ -209,7 +231,7 @@ impl AutoencoderKL {
             }
         }
         let x = e.mid_block.forward(x, attn);
-        let moments = self.quant_conv.forward(e.conv_out.forward(silu(e.conv_norm_out.forward(x))));
+        let moments = quant_conv.forward(e.conv_out.forward(silu(e.conv_norm_out.forward(x))));
         let lat = self.cfg.latent_channels;
         let mean = moments.clone().narrow(1, 0, lat);
         let logvar = moments.narrow(1, lat, lat).clamp(-30.0, 20.0);

@@ -35,6 +35,11 @@ fn convert(policy: DtypePolicy, limit: u64) -> (Vec<u8>, Vec<Vec<u8>>) {
 
 /// [`convert`] with a q8 size threshold.
 fn convert_q8(policy: DtypePolicy, limit: u64, q8_min_elements: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
+    convert_with(policy, limit, q8_min_elements, true)
+}
+
+/// [`convert_q8`], optionally without the VAE encoder (a text-to-image conversion).
+fn convert_with(policy: DtypePolicy, limit: u64, q8_min_elements: usize, vae_encoder: bool) -> (Vec<u8>, Vec<Vec<u8>>) {
     let cfg = SdConfig::tiny();
     let bytes = fixture("tiny_sd/ldm/tiny_sd15_fp16.safetensors");
     let st = parse(&bytes).unwrap();
@@ -46,6 +51,9 @@ fn convert_q8(policy: DtypePolicy, limit: u64, q8_min_elements: usize) -> (Vec<u
     })
     .unwrap()
     .q8_min_elements(q8_min_elements);
+    if !vae_encoder {
+        w = w.without_vae_encoder();
+    }
     for r in &res.params {
         w.add_resolved(r).unwrap();
     }
@@ -220,4 +228,26 @@ fn bad_manifests_and_shards_are_refused() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("manifest"), "{err}");
+}
+
+/// A text-to-image conversion leaves the VAE encoder out: smaller, says so in its manifest, generates
+/// exactly the same images, and refuses image-to-image with a message instead of failing to load.
+/// A manifest claiming no encoder while listing encoder tensors is refused.
+#[test]
+fn a_conversion_without_the_vae_encoder_generates_the_same_and_refuses_encoding() {
+    let (full_json, full) = convert(DtypePolicy::F16, DEFAULT_SHARD_BYTES);
+    let (json, shards) = convert_with(DtypePolicy::F16, DEFAULT_SHARD_BYTES, Q8_MIN_ELEMENTS, false);
+    let (m, mf) = (Manifest::from_json(&json).unwrap(), Manifest::from_json(&full_json).unwrap());
+    assert!(!m.vae_encoder && mf.vae_encoder);
+    assert!(String::from_utf8_lossy(&json).contains("\"vae_encoder\":false") && !String::from_utf8_lossy(&full_json).contains("vae_encoder"));
+    let enc = mf.tensors.iter().filter(|t| stylus_sd::convert::is_vae_encoder(t.component, &t.path)).count();
+    assert!(enc > 10 && m.tensors.len() == mf.tensors.len() - enc, "{} of {} tensors left out", mf.tensors.len() - m.tensors.len(), enc);
+    assert!(m.total_bytes < mf.total_bytes);
+    let pipe = pipeline(&json, &shards);
+    assert_eq!(generate(&pipe).images, generate(&pipeline(&full_json, &full)).images);
+    let img = from_vec(vec![0.0; 3 * 64 * 64], [1, 3, 64, 64], &device_from_env().unwrap()).unwrap();
+    let err = pipe.vae.encode(img, &AttentionConfig::default()).unwrap_err().to_string();
+    assert!(err.contains("no VAE encoder"), "{err}");
+    let bad = edited(&full_json, |m| m.vae_encoder = false);
+    assert!(Manifest::from_json(&bad).unwrap_err().to_string().contains("VAE encoder"));
 }

@@ -16,7 +16,9 @@ use std::path::PathBuf;
 
 use stylus_diffusion::attention::AttentionConfig;
 use stylus_diffusion::nn::{from_vec, to_vec};
-use stylus_diffusion::{device_from_env, AutoencoderKL, Checkpoint, ClipTextModel, GenerateRequest, Loader, ModelFiles, Pipeline, RecordedNoise, UNet2DConditionModel};
+use stylus_diffusion::{
+    device_from_env, AutoencoderKL, Checkpoint, ClipTextModel, GenerateRequest, Loader, ModelFiles, Pipeline, RecordedNoise, UNet2DConditionModel,
+};
 use stylus_sd::checkpoint::{parse, to_f32};
 use stylus_sd::{ClipTokenizer, SchedulerKind, SdConfig};
 
@@ -233,4 +235,30 @@ fn tiled_vae_decode_matches_diffusers_tiling() {
     check("vae untiled decode (abs 1e-3)", &whole, &get("untiled"), 1e-3);
     let seam = tiled.iter().zip(&whole).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(seam > 0.1, "tiling changes the output ({seam}), as in diffusers");
+}
+
+/// burn's own conv2d (`kernels::ConvKernel::Backend`; every other test runs the default GEMM
+/// convolution: 1×1 as matmul, 3×3 as im2col + matmul) gives the oracle's UNet ε and VAE decode
+/// within the same tolerances. nextest runs each test in its own process, so the process-wide
+/// kernel choice stays local to this test.
+#[test]
+fn backend_convolutions_match_the_oracle() {
+    use stylus_diffusion::kernels::{set_conv_kernel, ConvKernel};
+    set_conv_kernel(ConvKernel::Backend);
+    let o = Oracle::load();
+    let dev = device_from_env().unwrap();
+    let attn = AttentionConfig::default();
+    let srcs = sources();
+    let mut ld = srcs[0].loader();
+    let unet = UNet2DConditionModel::load(&SdConfig::tiny().unet, &mut ld).unwrap();
+    let t = o.i64("unet_forward.timestep")[0] as f32;
+    let sample = from_vec(o.f32("unet_forward.sample"), [1, 4, 8, 8], &dev).unwrap();
+    let ctx = from_vec(o.f32("unet_forward.encoder_hidden_states"), [1, 77, 8], &dev).unwrap();
+    let want = o.f32("unet_forward.out");
+    let out = to_vec(unet.forward(sample, &[t], &ctx, &attn).unwrap()).unwrap();
+    check("backend conv: unet_forward.out (rel 1e-4)", &out, &want, 1e-4 * max_abs(&want));
+    let src = &sources()[0];
+    let vae = AutoencoderKL::load(&SdConfig::tiny().vae, &mut src.loader()).unwrap();
+    let z = from_vec(o.f32("vae_decode.latent"), [1, 4, 8, 8], &dev).unwrap();
+    check("backend conv: vae_decode.out (abs 1e-3)", &to_vec(vae.decode(z, &attn).unwrap()).unwrap(), &o.f32("vae_decode.out"), 1e-3);
 }

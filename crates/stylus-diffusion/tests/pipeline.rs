@@ -77,7 +77,9 @@ fn bad_requests_are_errors() {
 #[test]
 fn bad_checkpoints_are_errors() {
     let tok = fixture("tokenizer/tokenizer.json");
-    let load = |bytes: &[u8], cfg: &SdConfig| Pipeline::load(cfg, &ModelFiles { checkpoint: Checkpoint::SingleFile(bytes), tokenizer_json: &tok }, &device_from_env().unwrap());
+    let load = |bytes: &[u8], cfg: &SdConfig| {
+        Pipeline::load(cfg, &ModelFiles { checkpoint: Checkpoint::SingleFile(bytes), tokenizer_json: &tok }, &device_from_env().unwrap())
+    };
     let tiny = fixture("tiny_sd/ldm/tiny_sd15_fp16.safetensors");
     let e = load(&tiny, &SdConfig::v1_5()).err().expect("tiny weights are not full SD1.5");
     assert!(e.to_string().contains("SD1.5"), "{e}");
@@ -104,7 +106,14 @@ fn async_generation_equals_sync_and_can_be_cancelled() {
     let req = small(21, 2);
     let sync = pipe.generate(&req, &mut |_| {}).unwrap();
     let mut steps = 0;
-    let done = block_on(pipe.generate_async(&req, &mut stylus_diffusion::SeededNoise { seed: 21 }, &mut |p| steps += (p.stage == Stage::Denoising) as usize, &|| false)).unwrap();
+    let done = block_on(pipe.generate_async(
+        &req,
+        &mut stylus_diffusion::SeededNoise { seed: 21 },
+        &mut |p| steps += (p.stage == Stage::Denoising) as usize,
+        &mut |_| {},
+        &|| false,
+    ))
+    .unwrap();
     assert_eq!(done.images, sync, "the async loop is the same computation");
     assert_eq!(steps, req.steps);
     let polls = std::cell::Cell::new(0);
@@ -112,7 +121,37 @@ fn async_generation_equals_sync_and_can_be_cancelled() {
         polls.set(polls.get() + 1);
         polls.get() > 1
     };
-    let err = block_on(pipe.generate_async(&req, &mut stylus_diffusion::SeededNoise { seed: 21 }, &mut |_| {}, &cancel_after_one)).unwrap_err();
+    let err = block_on(pipe.generate_async(&req, &mut stylus_diffusion::SeededNoise { seed: 21 }, &mut |_| {}, &mut |_| {}, &cancel_after_one)).unwrap_err();
     assert!(matches!(err, Error::Cancelled), "{err}");
     assert_eq!(polls.get(), 2, "stopped at the second step");
+}
+
+/// `preview_every` sends latent-resolution previews of each image at the asked steps and after the
+/// last, and they change nothing in the result. Without it no preview is sent.
+#[test]
+fn live_previews_arrive_at_the_asked_steps() {
+    let pipe = pipeline();
+    let req = GenerateRequest { steps: 5, preview_every: 2, ..small(5, 2) };
+    let mut previews = Vec::new();
+    let out =
+        block_on(pipe.generate_async(&req, &mut stylus_diffusion::SeededNoise { seed: req.seed }, &mut |_| {}, &mut |p| previews.push(p), &|| false)).unwrap();
+    assert_eq!(previews.iter().map(|p| (p.step, p.total, p.images.len())).collect::<Vec<_>>(), [(2, 5, 2), (4, 5, 2), (5, 5, 2)]);
+    for p in &previews {
+        for img in &p.images {
+            assert_eq!((img.width, img.height, img.rgb.len()), (8, 6, 8 * 6 * 3));
+        }
+    }
+    assert_ne!(previews[0].images[0], previews[2].images[0], "previews follow the denoising");
+    assert_ne!(previews[2].images[0], previews[2].images[1], "one preview per image");
+    assert_eq!(out.images, pipe.generate(&GenerateRequest { preview_every: 0, ..req.clone() }, &mut |_| {}).unwrap(), "previews change nothing");
+    let mut none = 0;
+    block_on(pipe.generate_async(
+        &GenerateRequest { preview_every: 0, ..req },
+        &mut stylus_diffusion::SeededNoise { seed: 5 },
+        &mut |_| {},
+        &mut |_| none += 1,
+        &|| false,
+    ))
+    .unwrap();
+    assert_eq!(none, 0);
 }

@@ -177,6 +177,24 @@ impl Scheduler {
         Ok(())
     }
 
+    /// The step's prediction of the clean latents x₀ from the latents `x` at step `i` and the guided
+    /// ε — what each sampler computes inside its step (DDIM: `(x − √(1−ᾱ_t)·ε)/√ᾱ_t`; Euler
+    /// ancestral: `x − σ·ε`; DPM++ in VP form: `(x − σ_t·ε)/α_t`). Live previews show it.
+    pub fn denoised(&self, i: usize, x: &[f32], eps: &[f32]) -> Result<Vec<f32>, Error> {
+        if i >= self.len() || eps.len() != x.len() {
+            return Err(Error::Config(format!("x₀ of step {i} of {} with {} latents and {} eps values", self.len(), x.len(), eps.len())));
+        }
+        let (a, s) = match self.kind {
+            SchedulerKind::Ddim => {
+                let a_t = self.alphas_cumprod[self.timesteps[i] as usize];
+                (a_t.sqrt(), (1.0 - a_t).sqrt())
+            }
+            SchedulerKind::EulerAncestral => (1.0, self.sigmas[i]),
+            SchedulerKind::DpmPp2mKarras => Self::alpha_sigma(self.sigmas[i]),
+        };
+        Ok(x.iter().zip(eps).map(|(&v, &e)| (v - s * e) / a).collect())
+    }
+
     fn ddim(&self, i: usize, x: &mut [f32], eps: &[f32]) {
         let t = self.timesteps[i] as usize;
         let a_t = self.alphas_cumprod[t];
@@ -247,6 +265,36 @@ mod tests {
         assert_eq!(t(SchedulerKind::Ddim), vec![751.0, 501.0, 251.0, 1.0]);
         assert_eq!(t(SchedulerKind::EulerAncestral), vec![999.0, 666.0, 333.0, 0.0]);
         assert_eq!(t(SchedulerKind::DpmPp2mKarras), vec![999.0, 687.0, 146.0, 0.0]);
+    }
+
+    /// Latents made from a known x₀ and ε by each sampler's own noising convention give back x₀.
+    #[test]
+    fn denoised_recovers_x0_for_every_sampler() {
+        let x0 = [0.5f32, -1.25, 2.0, 0.0];
+        let e = [1.0f32, -0.5, 0.25, 2.0];
+        for kind in [SchedulerKind::Ddim, SchedulerKind::EulerAncestral, SchedulerKind::DpmPp2mKarras] {
+            let s = Scheduler::new(kind, 10).unwrap();
+            for i in [0, 4, 9] {
+                let (a, sd) = match kind {
+                    SchedulerKind::Ddim => {
+                        let a_t = alphas_cumprod()[s.timesteps[i] as usize];
+                        (a_t.sqrt(), (1.0 - a_t).sqrt())
+                    }
+                    SchedulerKind::EulerAncestral => (1.0, s.sigmas[i]),
+                    SchedulerKind::DpmPp2mKarras => {
+                        let sg = s.sigmas[i];
+                        (1.0 / (sg * sg + 1.0).sqrt(), sg / (sg * sg + 1.0).sqrt())
+                    }
+                };
+                let x: Vec<f32> = x0.iter().zip(&e).map(|(&v, &n)| a * v + sd * n).collect();
+                let got = s.denoised(i, &x, &e).unwrap();
+                for (g, w) in got.iter().zip(&x0) {
+                    assert!((g - w).abs() <= 2e-3 * (1.0 + sd / a), "{kind:?} step {i}: {g} vs {w}");
+                }
+            }
+            assert!(s.denoised(10, &x0, &e).is_err());
+            assert!(s.denoised(0, &x0, &e[..3]).is_err());
+        }
     }
 
     #[test]

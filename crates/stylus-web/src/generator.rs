@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use burn::tensor::Device;
 use serde_json::Value;
-use stylus_diffusion::{Checkpoint, GenerateRequest, ModelFiles, Pipeline, Progress, SeededNoise, Stage, VaeTiling};
+use stylus_diffusion::{Checkpoint, GenerateRequest, Image, ModelFiles, Pipeline, Preview, Progress, SeededNoise, Stage, VaeTiling};
 use stylus_lora::{verify_sha256, LoraFile, ModuleTable};
 use stylus_sd::{SchedulerKind, SdConfig};
 use wasm_bindgen::prelude::*;
@@ -83,6 +83,7 @@ fn request(json: &str) -> Result<GenerateRequest, JsValue> {
         batch: int("batch", d.batch)?,
         clip_skip: int("clipSkip", 0)?,
         latents: None,
+        preview_every: int("previewEvery", 0)?,
     })
 }
 
@@ -177,7 +178,9 @@ impl Generator {
     }
 
     /// Generates images for a JSON request (`prompt`, `negative`, `steps`, `cfg`, `seed`, `width`,
-    /// `height`, `scheduler`, `batch`); `onProgress({stage, done, total})` is called as it goes.
+    /// `height`, `scheduler`, `batch`, `previewEvery`); `onProgress({stage, done, total})` is called
+    /// as it goes, and with `previewEvery: n` also `onProgress({stage: "preview", done, total,
+    /// images: [{width, height, rgb}]})` every n steps (latent-resolution x₀ previews, 1/8 size).
     /// Resolves to `[{width, height, rgb: Uint8Array}]`; rejects with `cancelled: …` after `cancel()`.
     pub fn generate(&self, request_json: String, on_progress: Option<js_sys::Function>) -> js_sys::Promise {
         let (state, cancelled, busy) = (self.state.clone(), self.cancelled.clone(), self.busy.clone());
@@ -202,7 +205,12 @@ impl Generator {
 
 // Holding the RefCell across awaits is safe here: every &mut method checks `busy` (or uses try_borrow_mut) first.
 #[allow(clippy::await_holding_refcell_ref)]
-async fn run(state: &Rc<RefCell<State>>, req: &GenerateRequest, on_progress: Option<&js_sys::Function>, cancelled: &Rc<Cell<bool>>) -> Result<JsValue, JsValue> {
+async fn run(
+    state: &Rc<RefCell<State>>,
+    req: &GenerateRequest,
+    on_progress: Option<&js_sys::Function>,
+    cancelled: &Rc<Cell<bool>>,
+) -> Result<JsValue, JsValue> {
     {
         // Decode in tiles when a whole image would exceed WebGPU's default binding limit.
         let mut st = state.try_borrow_mut().map_err(|_| coded("busy", "the model is in use"))?;
@@ -227,20 +235,35 @@ async fn run(state: &Rc<RefCell<State>>, req: &GenerateRequest, on_progress: Opt
             let _ = f.call1(&JsValue::NULL, &o);
         }
     };
+    let mut preview = |p: Preview| {
+        if let Some(f) = on_progress {
+            let o = js_sys::Object::new();
+            let _ = js_sys::Reflect::set(&o, &"stage".into(), &"preview".into());
+            let _ = js_sys::Reflect::set(&o, &"done".into(), &(p.step as u32).into());
+            let _ = js_sys::Reflect::set(&o, &"total".into(), &(p.total as u32).into());
+            let _ = js_sys::Reflect::set(&o, &"images".into(), &images_js(p.images));
+            let _ = f.call1(&JsValue::NULL, &o);
+        }
+    };
     let mut noise = SeededNoise { seed: req.seed };
     let stop = || cancelled.get();
-    let out = pipe.generate_async(req, &mut noise, &mut progress, &stop).await.map_err(|e| match e {
+    let out = pipe.generate_async(req, &mut noise, &mut progress, &mut preview, &stop).await.map_err(|e| match e {
         stylus_diffusion::Error::Cancelled => coded("cancelled", "the generation was cancelled"),
         stylus_diffusion::Error::Request(m) => coded("bad_request", m),
         other => coded("generation_failed", other),
     })?;
+    Ok(images_js(out.images))
+}
+
+/// `[{width, height, rgb: Uint8Array}]`.
+fn images_js(images: Vec<Image>) -> JsValue {
     let list = js_sys::Array::new();
-    for img in out.images {
+    for img in images {
         let o = js_sys::Object::new();
         let _ = js_sys::Reflect::set(&o, &"width".into(), &(img.width as u32).into());
         let _ = js_sys::Reflect::set(&o, &"height".into(), &(img.height as u32).into());
         let _ = js_sys::Reflect::set(&o, &"rgb".into(), &js_sys::Uint8Array::from(img.rgb.as_slice()).into());
         list.push(&o);
     }
-    Ok(list.into())
+    list.into()
 }

@@ -28,9 +28,10 @@ export function requireBuilt() {
 export const sha256 = (file) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 
 /** The tiny fixture converted to f16 shards of `shardMb` MiB in DIR (+ tokenizer.json); → manifest. */
-export function tinyModel(dir, { shardMb = 1 } = {}) {
+export function tinyModel(dir, { shardMb = 1, web = false } = {}) {
+  // web: converted as for a deployment (`--gzip --no-vae-encoder`: gzip copies travel, no VAE encoder).
   execFileSync(STYLUS, ['convert', '--model', path.join(FX, 'tiny_sd/ldm/tiny_sd15_fp16.safetensors'), '--config', 'tiny',
-    '--dtype', 'f16', '--shard-mb', String(shardMb), '--out', dir, '--quiet']);
+    '--dtype', 'f16', '--shard-mb', String(shardMb), '--out', dir, '--quiet', ...(web ? ['--gzip', '--no-vae-encoder'] : [])]);
   fs.copyFileSync(path.join(FX, 'tokenizer/tokenizer.json'), path.join(dir, 'tokenizer.json'));
   return JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
 }

@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use memmap2::Mmap;
 use stylus_diffusion::{Checkpoint, Device, Loader, Pipeline};
 use stylus_sd::checkpoint::{self, Resolved};
-use stylus_sd::convert::{DtypePolicy, Manifest, ShardInfo, Writer};
+use stylus_sd::convert::{DtypePolicy, EncodedFile, Manifest, ShardInfo, Writer};
 use stylus_sd::{Component, SdConfig};
 
 use super::inspect::{config, diffusers_weights, read};
@@ -40,6 +40,14 @@ pub struct Args {
     /// Shard size limit in bytes (a multiple of 16, ≥ 1024; overrides --shard-mb; for tests).
     #[arg(long, hide = true)]
     shard_bytes: Option<u64>,
+    /// Leave the VAE encoder out (text-to-image only; image-to-image is then refused): 34 M fewer
+    /// parameters to download in the browser.
+    #[arg(long)]
+    no_vae_encoder: bool,
+    /// Also write a gzip copy of every shard (`shard-00000.bin.gz`, listed in the manifest with its
+    /// size and sha256) for the browser to download instead: int8 weights compress by about a tenth.
+    #[arg(long)]
+    gzip: bool,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -84,7 +92,8 @@ fn prepare_out(dir: &Path) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let ours = name == MANIFEST || name == format!("{MANIFEST}.tmp") || (name.starts_with("shard-") && name.ends_with(".bin"));
+        let ours =
+            name == MANIFEST || name == format!("{MANIFEST}.tmp") || (name.starts_with("shard-") && (name.ends_with(".bin") || name.ends_with(".bin.gz")));
         anyhow::ensure!(ours, "{} holds other files ({name}); choose an empty or new folder", dir.display());
         old.push(path);
     }
@@ -133,31 +142,64 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(params.len() as u64) };
     bar.set_style(ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} tensors {elapsed_precise}").unwrap_or_else(|_| ProgressStyle::default_bar()));
     let out = a.out.clone();
+    let mut gz: Vec<EncodedFile> = Vec::new();
     let emit = |info: &ShardInfo, bytes: Vec<u8>| {
         let p = out.join(&info.file);
-        std::fs::write(&p, &bytes).map_err(|e| format!("writing {}: {e}", p.display()))
+        std::fs::write(&p, &bytes).map_err(|e| format!("writing {}: {e}", p.display()))?;
+        if a.gzip {
+            gz.push(gzip_copy(&out, &info.file, &bytes)?);
+        }
+        Ok::<(), String>(())
     };
     let mut w = Writer::new(&a.config, &cfg, policy, limit, emit)?;
+    if a.no_vae_encoder {
+        w = w.without_vae_encoder();
+    }
     for r in &params {
         w.add_resolved(r).with_context(|| format!("converting {}", r.key))?;
         bar.set_message(format!("{} shards", w.shards().len()));
         bar.inc(1);
     }
-    let m = w.finish()?;
+    let mut m = w.finish()?;
     bar.finish_and_clear();
+    if a.gzip {
+        anyhow::ensure!(gz.len() == m.shards.len(), "{} gzip copies for {} shards", gz.len(), m.shards.len());
+        for (s, g) in m.shards.iter_mut().zip(gz) {
+            s.gzip = Some(g);
+        }
+        m.validate()?;
+    }
     let tmp = a.out.join(format!("{MANIFEST}.tmp"));
     std::fs::write(&tmp, m.to_json()).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, a.out.join(MANIFEST)).with_context(|| format!("writing {}", a.out.join(MANIFEST).display()))?;
     let q8 = m.tensors.iter().filter(|t| t.q8.is_some()).count();
+    let gz_bytes: u64 = m.shards.iter().filter_map(|s| s.gzip.as_ref()).map(|g| g.bytes).sum();
     println!(
-        "converted {} tensors ({}{}) into {} shards, {} bytes ({:.1} MB) → {}",
+        "converted {} tensors ({}{}{}) into {} shards, {} bytes ({:.1} MB{}) → {}",
         m.tensors.len(),
         a.dtype,
         if q8 > 0 { format!(": {q8} int8, the rest f16") } else { String::new() },
+        if a.no_vae_encoder { ", no VAE encoder" } else { "" },
         m.shards.len(),
         m.total_bytes,
         m.total_bytes as f64 / 1e6,
+        if a.gzip { format!("; gzip {:.1} MB", gz_bytes as f64 / 1e6) } else { String::new() },
         a.out.join(MANIFEST).display()
     );
     Ok(())
+}
+
+/// Writes `dir/file.gz` (best compression; no name or time in the header, so the same shard always
+/// gives the same bytes) and describes it.
+fn gzip_copy(dir: &Path, file: &str, bytes: &[u8]) -> Result<EncodedFile, String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Write;
+    let mut enc = flate2::GzBuilder::new().mtime(0).write(Vec::with_capacity(bytes.len()), flate2::Compression::best());
+    enc.write_all(bytes).map_err(|e| format!("compressing {file}: {e}"))?;
+    let z = enc.finish().map_err(|e| format!("compressing {file}: {e}"))?;
+    let name = format!("{file}.gz");
+    let p = dir.join(&name);
+    std::fs::write(&p, &z).map_err(|e| format!("writing {}: {e}", p.display()))?;
+    let sha256 = Sha256::digest(&z).iter().map(|b| format!("{b:02x}")).collect();
+    Ok(EncodedFile { file: name, bytes: z.len() as u64, sha256 })
 }

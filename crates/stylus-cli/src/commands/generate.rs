@@ -213,6 +213,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         batch,
         clip_skip: a.clip_skip,
         latents: None,
+        preview_every: 0,
     };
     let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(req.steps as u64) };
     bar.set_style(ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {elapsed_precise}").unwrap_or_else(|_| ProgressStyle::default_bar()));

@@ -264,8 +264,8 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
 fn query(a: QueryArgs) -> anyhow::Result<()> {
     let index = Index::from_bundle(&read_bundle(&a.index)?)?;
     for (id, score) in index.search(&a.text, a.k) {
-        let c = index.card(id).expect("search returns ids of the index");
-        println!("{score:8.3}  {id:>8}  {}  [{}]  {}", c.name, c.category.as_str(), c.model_page);
+        let c = index.doc(id).and_then(|d| index.card(d)).expect("search returns ids of the index");
+        println!("{score:8.3}  {id:>8}  {}  [{}]  {}", c.name(), c.category().as_str(), c.model_page());
     }
     Ok(())
 }

@@ -6,9 +6,11 @@
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use burn::tensor::module::{conv2d, linear};
+use burn::tensor::module::linear;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::Tensor;
+
+use crate::kernels::conv2d_with as conv2d;
 
 /// The patch currently applied to one layer (`None`: the base weights alone). Cloning shares it.
 pub struct PatchSlot<P>(Arc<RwLock<Option<Arc<P>>>>);

@@ -17,7 +17,7 @@
 //! `sd_params` order, UNet → VAE → text encoder), each starting at a 16-byte aligned offset of its
 //! shard (zero padding between tensors). A tensor whose encoding fits the limit is never split: it
 //! starts a new shard when the current one lacks room. A larger tensor (SD1.5's CLIP token
-//! embedding, 49408×768, is 76 MB in f16) fills the rest of the current shard and continues in the
+//! embedding, 49408×768, is 76 MB in f16, 38 MB in q8) fills the rest of the current shard and continues in the
 //! next ones, one piece per shard. Every shard is ≤ the limit; the output is a function of the
 //! input tensors, their order, the policy and the limit (no time stamps, no maps).
 //!
@@ -31,13 +31,15 @@
 //!   ±∞ and NaN are stored as such.
 //! * `q8` (policy `q8`): symmetric int8 per output row for weights with 2 or 4 dimensions and at
 //!   least [`Q8_MIN_ELEMENTS`] elements (the writer's default; [`Writer::q8_min_elements`] changes it
-//!   and the manifest records it), except embedding tables (`*_embedding.weight`: CLIP's
-//!   token and position embeddings, which feed the text encoder directly). Rows are the first
+//!   and the manifest records it), except position embeddings (`*position_embedding.weight`:
+//!   77×768, added to every token, kept f16). CLIP's token embedding (49408×768) is q8 with one
+//!   scale per token row — 38 MB instead of 76 MB in f16, each row within 1/254 of its own
+//!   largest value, the same bound as every other q8 row. Rows are the first
 //!   dimension (output features/channels), columns the product of the others. Row `r` has
 //!   `scale_r = max|w_r| / 127` (f32) and values `q = round(w / scale_r)` in `[-127, 127]`; the bytes
 //!   are the `rows` f32 scales followed by the `rows × cols` int8 values. Decoding is `q · scale_r`,
 //!   within `scale_r / 2 = max|w_r| / 254` of the original. Non-finite values in such a tensor are an
-//!   error. Every other tensor (biases, norms, embeddings, tensors under the size) is stored as `f16`
+//!   error. Every other tensor (biases, norms, the position embedding, tensors under the size) is stored as `f16`
 //!   under the rule above.
 //!
 //! `q8` is this crate's own layout, not burn's quantized tensors: burn 0.22's `QuantScheme` tensors
@@ -128,6 +130,33 @@ pub struct ShardInfo {
     pub bytes: u64,
     /// Lowercase hex sha256 of the shard.
     pub sha256: String,
+    /// A gzip copy of the shard next to it, for transfer (`stylus convert --gzip`; the browser
+    /// downloads it, checks its sha256, decompresses and checks `sha256` again). Readers of the raw
+    /// shards ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gzip: Option<EncodedFile>,
+}
+
+/// A transfer encoding of a shard: file name next to the manifest, size and sha256 of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncodedFile {
+    pub file: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// Whether a tensor belongs to the VAE's encoder half (`encoder.*`, `quant_conv.*`), which only
+/// image-to-image needs: text-to-image conversions may leave it out ([`Manifest::vae_encoder`]).
+pub fn is_vae_encoder(component: Component, path: &str) -> bool {
+    component == Component::Vae && (path.starts_with("encoder.") || path.starts_with("quant_conv."))
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// One stored tensor.
@@ -170,6 +199,10 @@ pub struct Manifest {
     pub total_bytes: u64,
     pub shards: Vec<ShardInfo>,
     pub tensors: Vec<TensorInfo>,
+    /// False when the VAE encoder was left out ([`is_vae_encoder`]; `stylus convert
+    /// --no-vae-encoder`): the model generates from text, and image-to-image is refused.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub vae_encoder: bool,
 }
 
 /// The encoding `policy` gives the tensor at `path` with `shape` (see the module docs), with the
@@ -181,7 +214,7 @@ pub fn encoding_for(policy: DtypePolicy, path: &str, shape: &[usize], q8_min_ele
         DtypePolicy::Q8 => {
             let numel: usize = shape.iter().product();
             let matrix = shape.len() == 2 || shape.len() == 4;
-            if matrix && numel >= q8_min_elements && path.ends_with(".weight") && !path.ends_with("_embedding.weight") {
+            if matrix && numel >= q8_min_elements && path.ends_with(".weight") && !path.ends_with("position_embedding.weight") {
                 Encoding::Q8
             } else {
                 Encoding::F16
@@ -246,14 +279,16 @@ impl Manifest {
         }
         let mut total = 0u64;
         for s in &self.shards {
-            if !plain_file_name(&s.file) {
-                return Err(bad(format!("shard file name `{}` is not a plain file name", s.file)));
-            }
             if s.bytes > self.shard_limit {
                 return Err(bad(format!("shard `{}` has {} bytes, over the limit {}", s.file, s.bytes, self.shard_limit)));
             }
-            if s.sha256.len() != 64 || !s.sha256.bytes().all(|c| c.is_ascii_hexdigit()) {
-                return Err(bad(format!("shard `{}`: sha256 `{}` is not 64 hex digits", s.file, s.sha256)));
+            for (file, sha) in std::iter::once((&s.file, &s.sha256)).chain(s.gzip.as_ref().map(|g| (&g.file, &g.sha256))) {
+                if !plain_file_name(file) {
+                    return Err(bad(format!("shard file name `{file}` is not a plain file name")));
+                }
+                if sha.len() != 64 || !sha.bytes().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(bad(format!("shard `{file}`: sha256 `{sha}` is not 64 hex digits")));
+                }
             }
             total += s.bytes;
         }
@@ -262,6 +297,9 @@ impl Manifest {
         }
         for t in &self.tensors {
             let name = &t.path;
+            if !self.vae_encoder && is_vae_encoder(t.component, name) {
+                return Err(bad(format!("tensor `{name}` of the VAE encoder in a model marked as converted without it")));
+            }
             let want = encoded_len(t.dtype, &t.shape);
             if t.bytes != want {
                 return Err(bad(format!("tensor `{name}`: {} bytes, a {:?} tensor of shape {:?} has {want}", t.bytes, t.dtype, t.shape)));

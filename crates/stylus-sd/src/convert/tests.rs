@@ -128,7 +128,7 @@ fn q8_rule_and_per_row_error_bound() {
     assert_eq!(q("time_embedding.linear_1.weight", &[1280, 320]), Encoding::Q8);
     assert_eq!(q("decoder.mid_block.attentions.0.to_q.weight", &[512, 512]), Encoding::Q8);
     assert_eq!(q("conv_out.weight", &[4, 320, 3, 3]), Encoding::Q8);
-    assert_eq!(q("text_model.embeddings.token_embedding.weight", &[49408, 768]), Encoding::F16);
+    assert_eq!(q("text_model.embeddings.token_embedding.weight", &[49408, 768]), Encoding::Q8, "one scale per token row");
     assert_eq!(q("text_model.embeddings.position_embedding.weight", &[77, 768]), Encoding::F16);
     assert_eq!(q("conv_in.bias", &[320]), Encoding::F16);
     assert_eq!(q("norm1.weight", &[320]), Encoding::F16);

@@ -10,8 +10,8 @@ use safetensors::Dtype;
 use sha2::{Digest, Sha256};
 
 use super::{
-    encoded_len, encoding_for, hex, q8_layout, DtypePolicy, Encoding, Manifest, Piece, Q8Layout, ShardInfo, TensorInfo, ALIGN, FORMAT, MIN_SHARD_BYTES,
-    Q8_MIN_ELEMENTS, VERSION,
+    encoded_len, encoding_for, hex, is_vae_encoder, q8_layout, DtypePolicy, Encoding, Manifest, Piece, Q8Layout, ShardInfo, TensorInfo, ALIGN, FORMAT,
+    MIN_SHARD_BYTES, Q8_MIN_ELEMENTS, VERSION,
 };
 use crate::checkpoint::Resolved;
 use crate::config::SdConfig;
@@ -72,6 +72,8 @@ pub struct Writer<F> {
     buf: Vec<u8>,
     seen: HashSet<(Component, String)>,
     q8_min_elements: usize,
+    /// False: the VAE encoder is left out (`without_vae_encoder`).
+    vae_encoder: bool,
     emit: F,
 }
 
@@ -102,6 +104,7 @@ where
             buf: Vec::with_capacity(cap.min(DEFAULT_CAPACITY)),
             seen: HashSet::new(),
             q8_min_elements: Q8_MIN_ELEMENTS,
+            vae_encoder: true,
             emit,
         })
     }
@@ -113,19 +116,31 @@ where
         self
     }
 
+    /// A text-to-image conversion: VAE encoder tensors ([`is_vae_encoder`]) are skipped by
+    /// [`Writer::add`] (which returns `None` for them) and the manifest says so.
+    pub fn without_vae_encoder(mut self) -> Self {
+        self.vae_encoder = false;
+        self
+    }
+
     /// Shards emitted so far.
     pub fn shards(&self) -> &[ShardInfo] {
         &self.shards
     }
 
-    /// Adds a tensor resolved from a checkpoint (`checkpoint::resolve_single_file` / `resolve_diffusers`).
-    pub fn add_resolved(&mut self, r: &Resolved<'_>) -> Result<&TensorInfo, Error> {
+    /// Adds a tensor resolved from a checkpoint (`checkpoint::resolve_single_file` / `resolve_diffusers`);
+    /// `None` when the conversion leaves it out (see [`Writer::without_vae_encoder`]).
+    pub fn add_resolved(&mut self, r: &Resolved<'_>) -> Result<Option<&TensorInfo>, Error> {
         let src = Source::Bytes { dtype: r.view.dtype(), data: r.view.data() };
         self.add(r.spec.component, &r.spec.path, &r.spec.shape, src)
     }
 
-    /// Encodes one tensor into the shards (emitting every shard it fills) and returns its entry.
-    pub fn add(&mut self, component: Component, path: &str, shape: &[usize], src: Source<'_>) -> Result<&TensorInfo, Error> {
+    /// Encodes one tensor into the shards (emitting every shard it fills) and returns its entry;
+    /// `None` when the conversion leaves it out (see [`Writer::without_vae_encoder`]).
+    pub fn add(&mut self, component: Component, path: &str, shape: &[usize], src: Source<'_>) -> Result<Option<&TensorInfo>, Error> {
+        if !self.vae_encoder && is_vae_encoder(component, path) {
+            return Ok(None);
+        }
         let numel: usize = shape.iter().product();
         match src.len() {
             None => {
@@ -192,7 +207,7 @@ where
         pieces.retain(|p| p.len > 0);
         let q8 = (dtype == Encoding::Q8).then(|| q8_layout(shape));
         self.tensors.push(TensorInfo { component, path: path.to_string(), shape: shape.to_vec(), dtype, bytes, pieces, q8 });
-        Ok(self.tensors.last().expect("just pushed"))
+        Ok(self.tensors.last())
     }
 
     /// Emits the last shard and returns the manifest.
@@ -209,6 +224,7 @@ where
             q8_min_elements: self.q8_min_elements,
             total_bytes,
             shards: self.shards,
+            vae_encoder: self.vae_encoder,
             tensors: self.tensors,
         };
         m.validate()?;
@@ -254,7 +270,7 @@ where
         }
         let cap = self.buf.capacity();
         let data = std::mem::replace(&mut self.buf, Vec::with_capacity(cap));
-        let info = ShardInfo { file: shard_file_name(self.shards.len()), bytes: data.len() as u64, sha256: hex(&Sha256::digest(&data)) };
+        let info = ShardInfo { file: shard_file_name(self.shards.len()), bytes: data.len() as u64, sha256: hex(&Sha256::digest(&data)), gzip: None };
         (self.emit)(&info, data).map_err(|e| Error::ShardIo { file: info.file.clone(), message: e.to_string() })?;
         self.shards.push(info);
         Ok(())

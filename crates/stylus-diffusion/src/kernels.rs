@@ -1,0 +1,160 @@
+//! Kernel choices for the two ops a UNet step spends its time in: how a Conv2d runs (burn's
+//! `conv2d`, or as a GEMM: a 1×1 conv is a matmul, a k×k conv a matmul over an im2col matrix
+//! built from k² shifted views of the padded input, tiled over output rows so that no column matrix
+//! exceeds [`COLS_BUDGET_BYTES`]). The choice is process-wide ([`set_conv_kernel`]), measured by
+//! `benches/unet_step.rs --conv`: GEMM is the default, faster on every backend measured (full-size
+//! UNet step, BENCHMARKS.md: 2.4× on an H200 through wgpu, 2× on lavapipe, 5% on burn-flex).
+//! im2col is the textbook lowering (Chellapilla et al. 2006, "High performance convolutional neural
+//! networks for document processing"); the arithmetic per output element is the same sum in
+//! another order, so results agree with `conv2d` to f32 rounding (tested).
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::{ConvOptions, PadMode};
+use burn::tensor::Tensor;
+
+/// How [`conv2d_with`] computes a convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvKernel {
+    /// burn's `module::conv2d` (direct convolution on wgpu without autotune; im2col on flex).
+    Backend = 0,
+    /// 1×1 → matmul, k×k (stride 1, no dilation, one group) → im2col + matmul; anything else falls
+    /// back to [`ConvKernel::Backend`]. The default.
+    Gemm = 1,
+}
+
+impl ConvKernel {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "backend" | "direct" => Some(ConvKernel::Backend),
+            "gemm" | "im2col" => Some(ConvKernel::Gemm),
+            _ => None,
+        }
+    }
+}
+
+static CONV: AtomicU8 = AtomicU8::new(ConvKernel::Gemm as u8);
+
+/// Chooses the convolution kernel for every Conv2d of this process (default [`ConvKernel::Gemm`]).
+pub fn set_conv_kernel(kernel: ConvKernel) {
+    CONV.store(kernel as u8, Ordering::Relaxed);
+}
+
+pub fn conv_kernel() -> ConvKernel {
+    if CONV.load(Ordering::Relaxed) == ConvKernel::Backend as u8 {
+        ConvKernel::Backend
+    } else {
+        ConvKernel::Gemm
+    }
+}
+
+/// Largest im2col matrix one GEMM may use (f32 bytes): half the WebGPU default storage binding.
+pub const COLS_BUDGET_BYTES: usize = 64 << 20;
+
+/// `conv2d(x, w, b, opts)` with the process-wide kernel ([`set_conv_kernel`]).
+pub fn conv2d_with(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, opts: ConvOptions<2>) -> Tensor<4> {
+    match conv_kernel() {
+        ConvKernel::Backend => conv2d(x, weight, bias, opts),
+        ConvKernel::Gemm => conv2d_gemm(x, weight, bias, opts),
+    }
+}
+
+/// A convolution as GEMM (see the module docs); unsupported options fall back to `conv2d`.
+pub fn conv2d_gemm(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, opts: ConvOptions<2>) -> Tensor<4> {
+    conv2d_gemm_within(x, weight, bias, opts, COLS_BUDGET_BYTES)
+}
+
+/// [`conv2d_gemm`] with an explicit column-matrix budget (bytes).
+fn conv2d_gemm_within(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, opts: ConvOptions<2>, budget: usize) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let [co, ci, kh, kw] = weight.dims();
+    let plain = opts.stride == [1, 1] && opts.dilation == [1, 1] && opts.groups == 1 && ci == c;
+    if !plain {
+        return conv2d(x, weight, bias, opts);
+    }
+    let [(pt, pb), (pl, pr)] = opts.padding;
+    let (hp, wp) = (h + pt + pb, w + pl + pr);
+    if hp < kh || wp < kw {
+        return conv2d(x, weight, bias, opts);
+    }
+    let (oh, ow) = (hp - kh + 1, wp - kw + 1);
+    let k = c * kh * kw;
+    let wm = weight.reshape([1, co, k]);
+    let y = if kh == 1 && kw == 1 && pt + pb + pl + pr == 0 {
+        wm.matmul(x.reshape([n, c, h * w])).reshape([n, co, oh, ow])
+    } else {
+        let xp = if pt + pb + pl + pr == 0 { x } else { x.pad([(pt, pb), (pl, pr)], PadMode::Constant(0.0)) };
+        // Output rows per tile so that one tile's columns `[n, k, rows·ow]` fit the budget.
+        let rows = (budget / (4 * n * k * ow).max(1)).clamp(1, oh);
+        let mut tiles = Vec::with_capacity(oh.div_ceil(rows));
+        let mut r0 = 0;
+        while r0 < oh {
+            let len = rows.min(oh - r0);
+            let band = xp.clone().narrow(2, r0, len + kh - 1);
+            let mut shifted = Vec::with_capacity(kh * kw);
+            for dy in 0..kh {
+                for dx in 0..kw {
+                    shifted.push(band.clone().narrow(2, dy, len).narrow(3, dx, ow));
+                }
+            }
+            // [n, c, kh·kw, len, ow] → [n, c·kh·kw, len·ow]: the weight's [co, c, kh, kw] order.
+            let cols: Tensor<3> = Tensor::stack::<5>(shifted, 2).reshape([n, k, len * ow]);
+            tiles.push(wm.clone().matmul(cols).reshape([n, co, len, ow]));
+            r0 += len;
+        }
+        if tiles.len() == 1 {
+            tiles.pop().expect("one tile")
+        } else {
+            Tensor::cat(tiles, 2)
+        }
+    };
+    match bias {
+        Some(b) => y + b.reshape([1, co, 1, 1]),
+        None => y,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::{from_vec, to_vec};
+
+    fn pseudo(n: usize, seed: u32) -> Vec<f32> {
+        (0..n).map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0).collect()
+    }
+
+    /// GEMM equals burn's conv2d for 1×1, 3×3 with symmetric and asymmetric padding, no padding,
+    /// row tiles (a budget of 3 output rows, uneven last tile), and falls back for stride 2.
+    #[test]
+    fn gemm_equals_conv2d() {
+        let dev = crate::cpu_device();
+        let cases: [(usize, usize, usize, usize, usize, [(usize, usize); 2], usize); 6] = [
+            (2, 5, 7, 6, 1, [(0, 0), (0, 0)], 1),
+            (2, 5, 7, 6, 3, [(1, 1), (1, 1)], 1),
+            (1, 3, 9, 4, 3, [(0, 1), (0, 1)], 1),
+            (1, 4, 6, 3, 3, [(0, 0), (0, 0)], 1),
+            (2, 3, 8, 5, 3, [(1, 1), (1, 1)], 2),
+            (1, 2, 11, 4, 3, [(1, 1), (1, 1)], 1),
+        ];
+        for (i, &(n, c, hw, co, k, pad, stride)) in cases.iter().enumerate() {
+            let x = from_vec(pseudo(n * c * hw * hw, 1 + i as u32), [n, c, hw, hw], &dev).unwrap();
+            let w = from_vec(pseudo(co * c * k * k, 7 + i as u32), [co, c, k, k], &dev).unwrap();
+            let b = from_vec(pseudo(co, 13), [co], &dev).unwrap();
+            let opts = ConvOptions::new_with_padding([stride; 2], pad, [1, 1], 1);
+            let want = to_vec(conv2d(x.clone(), w.clone(), Some(b.clone()), opts.clone())).unwrap();
+            let budget = if i == 5 { 4 * n * c * k * k * hw * 3 } else { COLS_BUDGET_BYTES };
+            let got = to_vec(conv2d_gemm_within(x, w, Some(b), opts, budget)).unwrap();
+            assert_eq!(want.len(), got.len(), "case {i}");
+            let diff = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(diff <= 1e-4, "case {i}: max |diff| {diff}");
+        }
+    }
+
+    #[test]
+    fn kernel_names_parse() {
+        assert_eq!(ConvKernel::parse("gemm"), Some(ConvKernel::Gemm));
+        assert_eq!(ConvKernel::parse("direct"), Some(ConvKernel::Backend));
+        assert_eq!(ConvKernel::parse("fast"), None);
+    }
+}
