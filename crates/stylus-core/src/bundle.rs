@@ -423,7 +423,7 @@ mod tests {
             v.extend_from_slice(&[7u8; 100]);
             v
         };
-        assert_eq!(assemble(&[b.clone()]).unwrap(), b);
+        assert_eq!(assemble(std::slice::from_ref(&b)).unwrap(), b);
         assert_eq!(assemble(&split(&b, SHARD_HEADER + 30).unwrap()).unwrap(), b);
         assert!(assemble(&[vec![1u8, 2, 3]]).is_err());
         assert!(assemble::<Vec<u8>>(&[]).is_err());

@@ -217,7 +217,7 @@ impl Index {
     }
 
     pub(crate) fn with_fusion(mut self, f: embed::hybrid::Fusion) -> Result<Self, Error> {
-        f.validate().map_err(|e| Error::BundleCorrupt(e))?;
+        f.validate().map_err(Error::BundleCorrupt)?;
         self.fusion = f;
         Ok(self)
     }

@@ -34,11 +34,12 @@ pub struct Synth {
     seed: u64,
 }
 
-/// splitmix64: a small, well-mixed generator; one stream per synthetic card.
-struct Rng(u64);
+/// splitmix64: a small, well-mixed generator; one stream per synthetic card (the card store's
+/// property tests draw from it too).
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -46,7 +47,7 @@ impl Rng {
         z ^ (z >> 31)
     }
     /// Uniform in `0..n` (n > 0; the modulo bias is irrelevant here).
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
     /// True with probability `p`.

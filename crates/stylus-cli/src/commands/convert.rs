@@ -200,6 +200,6 @@ fn gzip_copy(dir: &Path, file: &str, bytes: &[u8]) -> Result<EncodedFile, String
     let name = format!("{file}.gz");
     let p = dir.join(&name);
     std::fs::write(&p, &z).map_err(|e| format!("writing {}: {e}", p.display()))?;
-    let sha256 = Sha256::digest(&z).iter().map(|b| format!("{b:02x}")).collect();
+    let sha256 = stylus_sd::convert::hex(&Sha256::digest(&z));
     Ok(EncodedFile { file: name, bytes: z.len() as u64, sha256 })
 }

@@ -3,19 +3,16 @@
 
 use super::*;
 
-/// A small PRNG (splitmix64) for property-style cards.
-struct Rng(u64);
+use crate::synth::Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
+/// Property-style draws on the synthetic catalog's generator.
+trait Pick {
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str;
+}
+
+impl Pick for Rng {
     fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[(self.next() % xs.len() as u64) as usize]
+        xs[self.below(xs.len())]
     }
 }
 
