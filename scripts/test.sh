@@ -13,6 +13,9 @@ echo "== test: the SD1.5 engine on burn's wgpu backend (Vulkan; lavapipe on a ma
 # (the workspace build already has stylus-diffusion's `wgpu` feature through stylus-cli; selecting with a
 # filter instead of `-p` keeps cargo's feature set, so nothing is built a second time)
 STYLUS_DEVICE=wgpu cargo nextest run --workspace --locked --no-fail-fast -E 'package(stylus-diffusion)'
+echo "== test: the ANN's wasm32 simd128 kernels against their definitions (Node, wasm-bindgen-test-runner)"
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$CARGO_BIN/wasm-bindgen-test-runner" \
+  cargo test --locked --target wasm32-unknown-unknown -p stylus-core --test wasm_kernels
 echo "== test: wasm32 builds (wasm-pack.toml)"
 python3 scripts/build_wasm.py
 echo "== test: end-to-end on the wasm builds"

@@ -217,20 +217,24 @@ pub fn compose(index: &Index, req: &ComposeRequest, now: Option<&dyn Fn() -> f64
     let hits = retrieve(index, &req.prompt, &topics, o.top_k as usize);
     let t2 = clock();
 
-    // (topic, doc, score, matched terms) for each retrieved card with a qualifying topic.
-    let mass: Vec<f32> = topics.iter().map(|t| unique(&t.terms).iter().map(|q| lex.idf(q)).sum()).collect();
+    // (topic, doc, score, matched terms) for each retrieved card with a qualifying topic; each topic's
+    // terms are resolved against the vocabulary once.
+    let queries: Vec<_> = topics.iter().map(|t| lex.query(&t.terms)).collect();
+    let mass: Vec<f32> = queries.iter().map(|q| (0..q.len()).map(|i| lex.query_idf(q, i)).sum()).collect();
     let mut cands: Vec<(usize, u32, f32, Vec<String>)> = Vec::new();
+    let (mut matched, mut best_matched) = (Vec::new(), Vec::new());
     for &(doc, _) in &hits {
-        let mut best: Option<(usize, f32, Vec<&str>)> = None;
-        for (ti, t) in topics.iter().enumerate() {
-            let (s, matched) = lex.score(&t.terms, doc);
-            let covered: f32 = matched.iter().map(|q| lex.idf(q)).sum();
-            if s > 0.0 && covered >= o.min_coverage * mass[ti] && best.as_ref().is_none_or(|b| s > b.1) {
-                best = Some((ti, s, matched));
+        let mut best: Option<(usize, f32)> = None;
+        for (ti, q) in queries.iter().enumerate() {
+            let s = lex.score_matches(q, doc, &mut matched);
+            let covered: f32 = matched.iter().map(|&i| lex.query_idf(q, i)).sum();
+            if s > 0.0 && covered >= o.min_coverage * mass[ti] && best.is_none_or(|b| s > b.1) {
+                best = Some((ti, s));
+                std::mem::swap(&mut matched, &mut best_matched);
             }
         }
-        if let Some((ti, s, m)) = best {
-            cands.push((ti, doc, s, m.into_iter().map(str::to_string).collect()));
+        if let Some((ti, s)) = best {
+            cands.push((ti, doc, s, best_matched.iter().map(|&i| queries[ti].term(i).to_string()).collect()));
         }
     }
     // best score first; ties go to more downloads, then the lower id (read from the card store only
@@ -322,16 +326,6 @@ pub(crate) fn images(out: &[Topic], a1111_names: &BTreeMap<u64, String>, req: &C
             ComposedImage { mask, active, prompt: prompt.clone(), negative_prompt: negative.clone(), a1111 }
         })
         .collect()
-}
-
-fn unique(v: &[String]) -> Vec<&str> {
-    let mut out: Vec<&str> = Vec::new();
-    for s in v {
-        if !out.contains(&s.as_str()) {
-            out.push(s);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -73,6 +73,29 @@ pub struct Bm25 {
     norm: Vec<f32>,
 }
 
+/// Query terms resolved against a [`Bm25`] vocabulary ([`Bm25::query`]): distinct known terms with
+/// their term numbers, valid only for the index that made it.
+#[derive(Debug, Clone, Default)]
+pub struct Query<'q> {
+    terms: Vec<(&'q str, usize)>,
+}
+
+impl<'q> Query<'q> {
+    /// The `i`-th resolved term, as written in the query.
+    pub fn term(&self, i: usize) -> &'q str {
+        self.terms[i].0
+    }
+
+    /// Resolved terms.
+    pub fn len(&self) -> usize {
+        self.terms.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.terms.is_empty()
+    }
+}
+
 impl Bm25 {
     /// Indexes documents given as term lists.
     pub fn build<I: IntoIterator<Item = Vec<String>>>(docs: I) -> Self {
@@ -152,50 +175,92 @@ impl Bm25 {
         self.idf[t] * tf * (K1 + 1.0) / (tf + self.norm[doc as usize])
     }
 
+    /// Resolves query terms against the vocabulary once (distinct, in query order; terms the index
+    /// does not know are left out: they match nothing). Score many documents with one [`Query`].
+    pub fn query<'q>(&self, terms: &'q [String]) -> Query<'q> {
+        let mut q = Query { terms: Vec::new() };
+        for term in terms {
+            if let Some(t) = self.term_id(term) {
+                if !q.terms.iter().any(|&(_, u)| u == t) {
+                    q.terms.push((term.as_str(), t));
+                }
+            }
+        }
+        q
+    }
+
+    /// The inverse document frequency of a query's `i`-th term.
+    pub fn query_idf(&self, q: &Query<'_>, i: usize) -> f32 {
+        self.idf[q.terms[i].1]
+    }
+
     /// The `k` best documents for the query terms (each distinct term counted once), best first;
     /// ties go to the lower document number. Documents sharing no term are never returned.
     pub fn search(&self, query: &[String], k: usize) -> Vec<(u32, f32)> {
-        let mut ids: Vec<usize> = query.iter().filter_map(|q| self.term_id(q)).collect();
-        dedup_in_order(&mut ids);
-        let mut acc = vec![0f32; self.num_docs()];
-        let mut touched = Vec::new();
-        for &t in &ids {
-            let (docs, tfs) = self.postings(t);
-            for (&d, &tf) in docs.iter().zip(tfs) {
-                if acc[d as usize] == 0.0 {
-                    touched.push(d);
-                }
-                acc[d as usize] += self.term_score(t, d, tf);
+        self.search_query(&self.query(query), k)
+    }
+
+    /// [`Bm25::search`] for a resolved query.
+    pub fn search_query(&self, q: &Query<'_>, k: usize) -> Vec<(u32, f32)> {
+        // One score accumulator per thread, as long as the largest index searched, kept zeroed: only
+        // the touched entries are reset after a search (no allocation or zeroing of N floats per query).
+        thread_local!(static ACC: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) });
+        ACC.with_borrow_mut(|acc| {
+            if acc.len() < self.num_docs() {
+                acc.resize(self.num_docs(), 0.0);
             }
-        }
-        let mut hits: Vec<(u32, f32)> = touched.into_iter().map(|d| (d, acc[d as usize])).collect();
-        let cmp = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        if hits.len() > k && k > 0 {
-            hits.select_nth_unstable_by(k - 1, cmp);
-        }
-        hits.truncate(k);
-        hits.sort_unstable_by(cmp);
-        hits
+            let mut touched = Vec::new();
+            for &(_, t) in &q.terms {
+                let (docs, tfs) = self.postings(t);
+                for (&d, &tf) in docs.iter().zip(tfs) {
+                    if acc[d as usize] == 0.0 {
+                        touched.push(d);
+                    }
+                    acc[d as usize] += self.term_score(t, d, tf);
+                }
+            }
+            let mut hits: Vec<(u32, f32)> = touched.into_iter().map(|d| (d, std::mem::take(&mut acc[d as usize]))).collect();
+            let cmp = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+            if hits.len() > k && k > 0 {
+                hits.select_nth_unstable_by(k - 1, cmp);
+            }
+            hits.truncate(k);
+            hits.sort_unstable_by(cmp);
+            hits
+        })
     }
 
     /// BM25 of the query terms against one document, and the distinct query terms it contains.
     pub fn score<'q>(&self, query: &'q [String], doc: u32) -> (f32, Vec<&'q str>) {
-        let mut seen: Vec<&str> = Vec::new();
-        let mut score = 0.0;
+        let q = self.query(query);
         let mut matched = Vec::new();
-        for q in query {
-            if seen.contains(&q.as_str()) {
-                continue;
-            }
-            seen.push(q);
-            let Some(t) = self.term_id(q) else { continue };
-            let (docs, tfs) = self.postings(t);
-            if let Ok(i) = docs.binary_search(&doc) {
-                score += self.term_score(t, doc, tfs[i]);
-                matched.push(q.as_str());
+        let s = self.score_matches(&q, doc, &mut matched);
+        (s, matched.into_iter().map(|i| q.terms[i].0).collect())
+    }
+
+    /// BM25 of a resolved query against one document.
+    pub fn score_query(&self, q: &Query<'_>, doc: u32) -> f32 {
+        q.terms.iter().filter_map(|&(_, t)| self.tf(t, doc).map(|tf| self.term_score(t, doc, tf))).sum()
+    }
+
+    /// [`Bm25::score_query`], and the positions in `q` of the terms the document contains (into
+    /// `matched`, cleared first; [`Query::term`] names them).
+    pub fn score_matches(&self, q: &Query<'_>, doc: u32, matched: &mut Vec<usize>) -> f32 {
+        matched.clear();
+        let mut score = 0.0;
+        for (i, &(_, t)) in q.terms.iter().enumerate() {
+            if let Some(tf) = self.tf(t, doc) {
+                score += self.term_score(t, doc, tf);
+                matched.push(i);
             }
         }
-        (score, matched)
+        score
+    }
+
+    /// The frequency of term `t` in `doc`, when it occurs there.
+    fn tf(&self, t: usize, doc: u32) -> Option<u32> {
+        let (docs, tfs) = self.postings(t);
+        docs.binary_search(&doc).ok().map(|i| tfs[i])
     }
 
     /// Appends the index in its bundle encoding.
@@ -251,11 +316,6 @@ impl Bm25 {
         idx.finish();
         Ok(idx)
     }
-}
-
-fn dedup_in_order(v: &mut Vec<usize>) {
-    let mut seen = std::collections::HashSet::new();
-    v.retain(|x| seen.insert(*x));
 }
 
 fn put(out: &mut Vec<u8>, mut v: u64) {
@@ -331,6 +391,41 @@ mod tests {
         assert!(ix.search(&q, 0).is_empty());
         assert_eq!(ix.score(&terms("fox fox"), 1), ix.score(&terms("fox"), 1));
         assert!(ix.idf("neon") > ix.idf("fox") && ix.idf("zzz") == 0.0);
+    }
+
+    #[test]
+    fn resolved_queries_score_like_term_lists() {
+        let ix = docs();
+        let words = terms("fox painting fox unknownword neon");
+        let q = ix.query(&words);
+        // distinct known terms, in query order
+        assert_eq!((0..q.len()).map(|i| q.term(i)).collect::<Vec<_>>(), ["fox", "painting", "neon"]);
+        assert_eq!(ix.search_query(&q, 10), ix.search(&words, 10));
+        let mut m = vec![7];
+        for doc in 0..5 {
+            let s = ix.score_matches(&q, doc, &mut m);
+            let (s2, names) = ix.score(&words, doc);
+            assert_eq!((s, s), (s2, ix.score_query(&q, doc)), "doc {doc}");
+            assert_eq!(m.iter().map(|&i| q.term(i)).collect::<Vec<_>>(), names, "doc {doc}");
+        }
+        assert_eq!(ix.query_idf(&q, 2), ix.idf("neon"));
+        assert!(ix.query(&terms("zzz qqq")).is_empty());
+    }
+
+    #[test]
+    fn the_shared_accumulator_is_left_zeroed() {
+        // a larger index first, then a smaller one, then the larger one again: same answers as the
+        // first time (the per-thread accumulator must not keep scores between searches)
+        let big = Bm25::build((0..50).map(|i| terms(&format!("fox w{i} {}", if i % 3 == 0 { "girl" } else { "city" }))));
+        let small = docs();
+        let q = terms("fox girl");
+        let first = big.search(&q, 50);
+        assert_eq!(first.len(), 50);
+        let small_hits = small.search(&q, 5);
+        assert_eq!(small_hits.iter().map(|h| h.0).collect::<Vec<_>>(), [1, 0]);
+        assert_eq!(big.search(&q, 50), first);
+        assert_eq!(small.search(&q, 5), small_hits);
+        assert_eq!(big.search(&q, 3), first[..3]);
     }
 
     #[test]

@@ -262,9 +262,11 @@ impl Index {
         }
         let f = self.fusion;
         let depth = f.depth.max(k);
-        let mut signals = vec![Signal { hits: self.lex.search(terms, depth), score: Box::new(|doc| self.lex.score(terms, doc).0), weight: f.lexical }];
-        if let Some(e) = &self.examples {
-            signals.push(Signal { hits: e.search(terms, depth), score: Box::new(move |doc| e.score(terms, doc).0), weight: f.examples });
+        let lq = self.lex.query(terms);
+        let eq = self.examples.as_ref().map(|e| (e, e.query(terms)));
+        let mut signals = vec![Signal { hits: self.lex.search_query(&lq, depth), score: Box::new(|doc| self.lex.score_query(&lq, doc)), weight: f.lexical }];
+        if let Some((e, q)) = &eq {
+            signals.push(Signal { hits: e.search_query(q, depth), score: Box::new(move |doc| e.score_query(q, doc)), weight: f.examples });
         }
         if let Some(d) = &self.dense {
             let q = d.embedder.embed(query);

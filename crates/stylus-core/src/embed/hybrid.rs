@@ -5,7 +5,6 @@
 
 use super::ann::top_k;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 
 /// Fusion settings: weights of the dense, card-field BM25 and example-prompt BM25 signals.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -35,7 +34,8 @@ impl Fusion {
     }
 }
 
-/// One signal: its candidates (best first), the exact score of any document, and its weight.
+/// One signal: its candidates (best first, with their exact scores: fusion uses them as given), the
+/// exact score of any document, and its weight.
 pub struct Signal<'a> {
     pub hits: Vec<(u32, f32)>,
     pub score: Box<dyn Fn(u32) -> f32 + 'a>,
@@ -44,9 +44,18 @@ pub struct Signal<'a> {
 
 /// Fuses the signals; returns the `k` best `(doc, fused score)`, best first (ties: lower doc first).
 pub fn fuse(signals: &[Signal], k: usize) -> Vec<(u32, f32)> {
-    let mut seen = HashSet::new();
-    let docs: Vec<u32> = signals.iter().flat_map(|s| s.hits.iter().map(|h| h.0)).filter(|d| seen.insert(*d)).collect();
-    let scores: Vec<Vec<f32>> = signals.iter().map(|s| docs.iter().map(|&d| (s.score)(d).max(0.0)).collect()).collect();
+    let mut docs: Vec<u32> = signals.iter().flat_map(|s| s.hits.iter().map(|h| h.0)).collect();
+    docs.sort_unstable();
+    docs.dedup();
+    // a signal's own hits carry their exact scores already; only the other signals' documents are scored
+    let scores: Vec<Vec<f32>> = signals
+        .iter()
+        .map(|s| {
+            let mut own = s.hits.clone();
+            own.sort_unstable_by_key(|h| h.0);
+            docs.iter().map(|&d| own.binary_search_by_key(&d, |h| h.0).map_or_else(|_| (s.score)(d), |i| own[i].1).max(0.0)).collect()
+        })
+        .collect();
     let factors: Vec<f32> = signals
         .iter()
         .zip(&scores)

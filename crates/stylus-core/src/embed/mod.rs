@@ -1,9 +1,10 @@
 //! Dense retrieval: the WordPiece tokenizer ([`wordpiece`]), the static embedder distilled from
-//! all-MiniLM-L6-v2 ([`static_embed`], with [`pca`]), nearest-neighbour search ([`ann`]) and the hybrid
+//! all-MiniLM-L6-v2 ([`static_embed`], with [`pca`]), nearest-neighbour search ([`ann`], inner loops in [`kernels`]) and the hybrid
 //! dense + BM25 fusion ([`hybrid`]). Pure code: it builds for wasm32 and runs in the worker.
 
 pub mod ann;
 pub mod hybrid;
+pub mod kernels;
 pub mod pca;
 pub mod static_embed;
 pub mod wordpiece;

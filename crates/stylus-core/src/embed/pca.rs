@@ -14,7 +14,7 @@ pub struct Pca {
 impl Pca {
     /// Fits on `data` (`n ≥ 2` rows of `d`), keeping `k ≤ d` axes.
     pub fn fit(data: &[f32], d: usize, k: usize) -> Result<Pca, String> {
-        if d == 0 || data.len() % d != 0 || data.len() / d < 2 {
+        if d == 0 || !data.len().is_multiple_of(d) || data.len() / d < 2 {
             return Err(format!("PCA needs at least 2 rows of dimension {d}; got {} values", data.len()));
         }
         if k == 0 || k > d {
@@ -137,11 +137,12 @@ mod tests {
         }
         let p = Pca::fit(&data, 3, 2).unwrap();
         // (finite samples: the axes are exact up to the sample correlations, ~0.02 here)
-        assert!((p.axes[0] - 0.7071).abs() < 0.03 && (p.axes[1] - 0.7071).abs() < 0.03 && p.axes[2].abs() < 0.03, "{:?}", p.axes);
+        let r = std::f32::consts::FRAC_1_SQRT_2;
+        assert!((p.axes[0] - r).abs() < 0.03 && (p.axes[1] - r).abs() < 0.03 && p.axes[2].abs() < 0.03, "{:?}", p.axes);
         assert!(p.axes[3].abs() < 0.03 && (p.axes[5] - 1.0).abs() < 1e-2);
         assert!(p.variances[0] > p.variances[1]);
         assert!((p.mean[0] - 5.0).abs() < 0.3);
-        let y = p.project(&[5.0 + 0.7071, 0.7071, 2.0]);
+        let y = p.project(&[5.0 + r, r, 2.0]);
         assert!((y[0] - 1.0).abs() < 0.15 && (y[1] - 2.0).abs() < 0.1, "{y:?}");
         assert!(Pca::fit(&data, 3, 4).is_err() && Pca::fit(&data[..3], 3, 1).is_err());
     }
