@@ -181,7 +181,7 @@ pub fn read(bytes: &[u8]) -> Result<Index, Error> {
         // the one copy of the cards the index keeps (the caller's bundle is theirs to free)
         CardStore::read(cards_raw.to_vec()).map_err(|e| Error::BundleCorrupt(format!("cards: {e}")))?
     };
-    let lex = Bm25::read(lex_raw).map_err(|e| Error::BundleCorrupt(format!("postings: {e}")))?;
+    let lex = Bm25::read_sized(lex_raw, h.postings).map_err(|e| Error::BundleCorrupt(format!("postings: {e}")))?;
     let found = (cards.len() as u64, lex.num_docs() as u64, lex.num_terms() as u64, lex.num_postings() as u64);
     if found != (h.cards, h.cards, h.terms, h.postings) {
         return Err(Error::BundleCorrupt(format!(

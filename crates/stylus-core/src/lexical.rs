@@ -286,11 +286,24 @@ impl Bm25 {
 
     /// Reads the bundle encoding, checking every bound; `Err` says what is wrong.
     pub fn read(bytes: &[u8]) -> Result<Self, String> {
+        Self::read_sized(bytes, 0)
+    }
+
+    /// [`Bm25::read`] with the number of postings the caller expects (a bundle header's count): the
+    /// arrays are reserved once at that size (capped by what `bytes` can hold, two bytes a posting)
+    /// instead of growing by doubling, whose spare capacity would stay in a wasm isolate's memory.
+    pub fn read_sized(bytes: &[u8], postings: u64) -> Result<Self, String> {
         let mut r = Reader { b: bytes, pos: 0 };
         let n = r.count(bytes.len())?;
         let mut idx = Bm25::empty();
+        let cap = (postings as usize).min(bytes.len() / 2);
+        idx.docs.reserve_exact(cap);
+        idx.tfs.reserve_exact(cap);
         idx.doc_len = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
         let n_terms = r.count(bytes.len())?;
+        // (a term takes at least three bytes: its length, one byte of text, its document count)
+        idx.vocab.reserve_exact(n_terms.min(bytes.len() / 3));
+        idx.offsets.reserve_exact(n_terms.min(bytes.len() / 3) + 1);
         for _ in 0..n_terms {
             let len = r.count(bytes.len())?;
             let raw = r.take(len)?;
@@ -445,6 +458,12 @@ mod tests {
         let mut extra = b.clone();
         extra.push(0);
         assert!(Bm25::read(&extra).is_err());
+        // the size hint only reserves: too small, too large or absurd, the index read is the same
+        for hint in [0, 1, ix.num_postings() as u64, u64::MAX] {
+            let sized = Bm25::read_sized(&b, hint).unwrap();
+            assert_eq!(sized, ix, "hint {hint}");
+            assert!(sized.docs.capacity() <= b.len() / 2 || sized.docs.capacity() == sized.docs.len(), "hint {hint} reserved past the input");
+        }
         let empty = Bm25::build(Vec::<Vec<String>>::new());
         assert!(empty.search(&terms("fox"), 3).is_empty());
     }
