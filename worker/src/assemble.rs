@@ -147,7 +147,7 @@ mod tests {
         assert!(shards.len() > 5);
         for chunk in [1, 3, 55, 56, 57, 1000, 1 << 20] {
             assert_eq!(assemble(&shards, b.len() as u64, chunk).unwrap(), b, "chunk {chunk}");
-            assert_eq!(assemble(&[b.clone()], b.len() as u64, chunk).unwrap(), b, "whole, chunk {chunk}");
+            assert_eq!(assemble(std::slice::from_ref(&b), b.len() as u64, chunk).unwrap(), b, "whole, chunk {chunk}");
         }
     }
 
@@ -167,8 +167,8 @@ mod tests {
         mixed[1] = other[1].clone();
         assert!(err(&mixed, len).contains("another bundle"));
         assert!(err(&[b"not a bundle".to_vec()], 12).contains("not an index bundle"));
-        assert!(err(&[b.clone()], len - 1).contains("more than the manifest"));
-        assert!(err(&[b.clone()], len + 1).contains("manifest says"));
+        assert!(err(std::slice::from_ref(&b), len - 1).contains("more than the manifest"));
+        assert!(err(std::slice::from_ref(&b), len + 1).contains("manifest says"));
         assert!(err(&[b"STYL".to_vec()], 4).contains("too short"));
         let mut a = Assembler::new(1, len).unwrap();
         a.begin_file().unwrap();

@@ -130,7 +130,8 @@ fn failures_fall_back_to_the_local_composer() {
     let local = compose(&dir, None, &[]);
     let local_res = response(&local);
     assert!(local_res.topics.iter().any(|t| !t.adapters.is_empty()));
-    let cases: [(&str, fn(&Request) -> Reply); 4] = [
+    type Case = (&'static str, fn(&Request) -> Reply);
+    let cases: [Case; 4] = [
         ("HTTP 500", |_| Reply::new(500, r#"{"error": {"message": "internal"}}"#)),
         ("invalid LLM composer reply: the reply holds no JSON object", |_| Reply::new(200, content("I'm sorry, I can't produce JSON today."))),
         ("invalid LLM composer reply: response is not JSON", |_| Reply::new(200, "<html>bad gateway</html>")),

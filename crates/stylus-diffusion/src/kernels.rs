@@ -129,7 +129,9 @@ mod tests {
     #[test]
     fn gemm_equals_conv2d() {
         let dev = crate::cpu_device();
-        let cases: [(usize, usize, usize, usize, usize, [(usize, usize); 2], usize); 6] = [
+        // (batch, channels in, size, channels out, kernel, padding, stride)
+        type Case = (usize, usize, usize, usize, usize, [(usize, usize); 2], usize);
+        let cases: [Case; 6] = [
             (2, 5, 7, 6, 1, [(0, 0), (0, 0)], 1),
             (2, 5, 7, 6, 3, [(1, 1), (1, 1)], 1),
             (1, 3, 9, 4, 3, [(0, 1), (0, 1)], 1),

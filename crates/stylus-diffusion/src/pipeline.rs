@@ -354,7 +354,7 @@ impl Pipeline {
         } else {
             eps
         };
-        if let Some(send) = preview.filter(|_| req.preview_every > 0 && ((i + 1) % req.preview_every == 0 || i + 1 == req.steps)) {
+        if let Some(send) = preview.filter(|_| req.preview_every > 0 && ((i + 1).is_multiple_of(req.preview_every) || i + 1 == req.steps)) {
             let x0 = run.sched.denoised(i, &run.x, &eps)?;
             send(Preview { step: i + 1, total: req.steps, images: batch_previews(&x0, b, run.c, run.h, run.w) });
         }

@@ -66,13 +66,16 @@ impl<const W: usize> Term<W> {
     }
 }
 
-/// A Linear layer's patch (weights in burn's `[in, out]` layout).
+/// A Linear layer's patch (weights in burn's `[in, out]` layout). One per patched layer, at most a few
+/// hundred: the size difference between the variants costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum LinearPatch {
     Merged(Tensor<2>),
     PerSample(Vec<Term<2>>),
 }
 
-/// A Conv2d layer's patch (`[out, in, kh, kw]`).
+/// A Conv2d layer's patch (`[out, in, kh, kw]`; boxing the large variant is not worth it, as above).
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum ConvPatch {
     Merged(Tensor<4>),
     PerSample(Vec<Term<4>>),
