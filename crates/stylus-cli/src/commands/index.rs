@@ -238,7 +238,8 @@ fn eval(a: EvalArgs) -> anyhow::Result<()> {
         (true, Some(d)) => {
             use stylus_core::embed::Ann;
             let mut full = d.vectors.clone();
-            full.prescan_above = usize::MAX;
+            // every row re-scored exactly in f32: no pre-scan, no i16 shortlist
+            (full.prescan_above, full.shortlist) = (usize::MAX, 0);
             let (mut found, mut total) = (0usize, 0usize);
             for line in text.lines() {
                 let q = d.embedder.embed(&serde_json::from_str::<String>(line)?);

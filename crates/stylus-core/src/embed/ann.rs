@@ -99,7 +99,8 @@ impl Int8Index {
         if let Some(i) = scales.iter().position(|s| !s.is_finite()) {
             return Err(format!("row {i} has the scale {}", scales[i]));
         }
-        let ix = Int8Index { dim, codes, scales, head: Vec::new(), head_dims: 0, prescan_above: PRESCAN_ABOVE, oversample: 8, min_candidates: 1024, shortlist: 2 };
+        let ix =
+            Int8Index { dim, codes, scales, head: Vec::new(), head_dims: 0, prescan_above: PRESCAN_ABOVE, oversample: 8, min_candidates: 1024, shortlist: 2 };
         Ok(ix.with_head_dims(HEAD_DIMS))
     }
 
@@ -342,19 +343,26 @@ mod tests {
         let queries = shape(unit_rows(30, dim, 77));
         let mut ix = Int8Index::quantize(dim, &data);
         (ix.prescan_above, ix.min_candidates) = (100, 100);
+        // the reference: every row re-scored exactly (no pre-scan, no i16 shortlist)
         let mut full = ix.clone();
-        full.prescan_above = usize::MAX;
-        let off = ix.clone().with_head_dims(0);
-        let (mut found, mut total) = (0, 0);
+        (full.prescan_above, full.shortlist) = (usize::MAX, 0);
+        let mut off = ix.clone().with_head_dims(0);
+        off.shortlist = 0;
+        let mut short = ix.clone();
+        short.prescan_above = usize::MAX;
+        let (mut found, mut found_short, mut total) = (0, 0, 0);
         for q in queries.chunks_exact(dim) {
             let want = full.search(q, 20);
             let got = ix.search(q, 20);
             assert!(got.iter().all(|h| h.1 == ix.score(q, h.0 as usize)), "re-scored exactly");
             found += got.iter().filter(|h| want.contains(h)).count();
+            found_short += short.search(q, 20).iter().filter(|h| want.contains(h)).count();
             total += want.len();
-            assert_eq!(off.search(q, 20), want, "no head: every row is re-scored");
+            assert_eq!(off.search(q, 20), want, "no head, no shortlist: every row is re-scored");
         }
         assert!(found as f64 >= 0.9 * total as f64, "pre-scan recall {found}/{total}");
+        // the i16 shortlist (2 k of every row) loses almost nothing of the exact top k
+        assert!(found_short as f64 >= 0.98 * total as f64, "shortlist recall {found_short}/{total}");
         // a pre-scan keeping only 160 of 6000 rows must have left rows out, or it tested nothing
         assert!(ix.candidates(&queries[..dim], 20).len() < 200);
     }
