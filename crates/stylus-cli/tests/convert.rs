@@ -66,26 +66,20 @@ fn shard_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// `stylus convert` of `model` for the tiny config into `out`, quietly, with `extra` flags; its output.
+fn convert_tiny(model: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["convert", "--model", model.to_str().unwrap(), "--config", "tiny", "--out", out.to_str().unwrap(), "--quiet"];
+    args.extend(extra);
+    ok(&args)
+}
+
 #[test]
 fn convert_then_generate_equals_the_original() {
     let tmp = scratch("roundtrip");
     let model = fixtures().join("tiny_sd/ldm/tiny_sd15_fp16.safetensors");
     let dir = tmp.join("tiny-f16");
     let limit = 256 * 1024;
-    let out = ok(&[
-        "convert",
-        "--model",
-        model.to_str().unwrap(),
-        "--config",
-        "tiny",
-        "--dtype",
-        "f16",
-        "--out",
-        dir.to_str().unwrap(),
-        "--shard-bytes",
-        &limit.to_string(),
-        "--quiet",
-    ]);
+    let out = convert_tiny(&model, &dir, &["--dtype", "f16", "--shard-bytes", &limit.to_string()]);
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     let shards = shard_files(&dir);
     let summary = format!("converted {} tensors (f16) into {} shards", manifest["tensors"].as_array().unwrap().len(), shards.len());
@@ -101,27 +95,14 @@ fn convert_then_generate_equals_the_original() {
     assert_eq!(converted, original, "generate --model DIR equals generate on the original (same seed)");
 
     // Converting again into the same folder replaces the earlier conversion (one 64 MiB shard now).
-    ok(&["convert", "--model", model.to_str().unwrap(), "--config", "tiny", "--out", dir.to_str().unwrap(), "--quiet"]);
+    convert_tiny(&model, &dir, &[]);
     assert_eq!(shard_files(&dir).len(), 1, "old shards removed");
     assert_eq!(generate(&dir, &tmp.join("c.png"), &[]), original);
 
     // For the browser: no VAE encoder, and a gzip copy of every shard (checked: listed with its size
     // and sha256, decompresses to the shard); it generates the same images.
     let web = tmp.join("tiny-web");
-    let out = ok(&[
-        "convert",
-        "--model",
-        model.to_str().unwrap(),
-        "--config",
-        "tiny",
-        "--out",
-        web.to_str().unwrap(),
-        "--shard-bytes",
-        "262144",
-        "--gzip",
-        "--no-vae-encoder",
-        "--quiet",
-    ]);
+    let out = convert_tiny(&model, &web, &["--shard-bytes", "262144", "--gzip", "--no-vae-encoder"]);
     assert!(out.contains("no VAE encoder") && out.contains("; gzip "), "{out}");
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(web.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["vae_encoder"], false);
@@ -129,21 +110,19 @@ fn convert_then_generate_equals_the_original() {
         let gz = &s["gzip"];
         let z = std::fs::read(web.join(gz["file"].as_str().unwrap())).unwrap();
         assert_eq!(z.len() as u64, gz["bytes"].as_u64().unwrap());
-        let hex: String =
-            sha2::Digest::finalize(sha2::Digest::chain_update(<sha2::Sha256 as sha2::Digest>::new(), &z)).iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, gz["sha256"].as_str().unwrap());
+        assert_eq!(stylus_sd::convert::hex(&<sha2::Sha256 as sha2::Digest>::digest(&z)), gz["sha256"].as_str().unwrap());
         let mut raw = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&z[..]), &mut raw).unwrap();
         assert_eq!(raw, std::fs::read(web.join(s["file"].as_str().unwrap())).unwrap(), "{} decompresses to its shard", gz["file"]);
     }
     assert_eq!(generate(&web, &tmp.join("w.png"), &[]), original);
-    ok(&["convert", "--model", model.to_str().unwrap(), "--config", "tiny", "--out", web.to_str().unwrap(), "--quiet"]);
+    convert_tiny(&model, &web, &[]);
     assert!(std::fs::read_dir(&web).unwrap().all(|e| !e.unwrap().path().to_string_lossy().ends_with(".gz")), "old gzip copies removed");
 
     // A diffusers folder converts too; q8 runs (its drift is measured in stylus-diffusion's tests).
     let q8 = tmp.join("tiny-q8");
     let folder = fixtures().join("tiny_sd/diffusers");
-    let out = ok(&["convert", "--model", folder.to_str().unwrap(), "--config", "tiny", "--dtype", "q8", "--out", q8.to_str().unwrap(), "--quiet"]);
+    let out = convert_tiny(&folder, &q8, &["--dtype", "q8"]);
     assert!(out.contains("int8"), "{out}");
     let q8_png = generate(&q8, &tmp.join("d.png"), &[]);
     assert!(q8_png.starts_with(b"\x89PNG"), "a PNG");

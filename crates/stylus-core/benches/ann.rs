@@ -6,6 +6,9 @@
 //! `cargo bench -p stylus-core --bench ann -- BUNDLE QUERIES.jsonl [N_QUERIES]` (benches/index_scale.py
 //! makes both files: ~/.cache/stylus/quality/scale-75000.bin and scale-queries.jsonl).
 
+#[path = "../../../benches/section.rs"]
+mod section;
+
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -72,21 +75,5 @@ fn main() {
          of the exact top k on the same catalog and queries."
     );
     print!("{md}");
-    write_section(&md);
-}
-
-/// Replaces the `ann_prescan` section of BENCHMARKS.md (between its markers) with `md`.
-fn write_section(md: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../BENCHMARKS.md");
-    let Ok(text) = std::fs::read_to_string(&path) else { return eprintln!("ann: {} not found; section printed only", path.display()) };
-    let (b, e) = ("<!-- ann_prescan:begin -->", "<!-- ann_prescan:end -->");
-    match (text.find(b), text.find(e)) {
-        (Some(i), Some(j)) if i < j => {
-            let out = format!("{}{b}\n{}\n{}", &text[..i], md.trim_end(), &text[j..]);
-            if let Err(err) = std::fs::write(&path, out) {
-                eprintln!("ann: writing {}: {err}", path.display());
-            }
-        }
-        _ => eprintln!("ann: no ann_prescan markers in {}; section printed only", path.display()),
-    }
+    section::write_section("ann_prescan", &md);
 }

@@ -8,6 +8,9 @@
 //! prints a Markdown section, writes it into BENCHMARKS.md between the `convert` markers, and prints
 //! one `BENCH_JSON {…}` line. About 4 GB of memory at the peak.
 
+#[path = "../../../benches/section.rs"]
+mod section;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Instant;
@@ -123,22 +126,6 @@ macro_rules! outln {
     }};
 }
 
-/// Replaces the `convert` section of BENCHMARKS.md (between its markers) with `md`.
-fn write_section(md: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../BENCHMARKS.md");
-    let Ok(text) = std::fs::read_to_string(&path) else { return eprintln!("convert_drift: {} not found; section printed only", path.display()) };
-    let (b, e) = ("<!-- convert:begin -->", "<!-- convert:end -->");
-    match (text.find(b), text.find(e)) {
-        (Some(i), Some(j)) if i < j => {
-            let out = format!("{}{}{}", &text[..i], md.trim_end(), &text[j + e.len()..]);
-            if let Err(err) = std::fs::write(&path, out) {
-                eprintln!("convert_drift: writing {}: {err}", path.display());
-            }
-        }
-        _ => eprintln!("convert_drift: no convert markers in {}; section printed only", path.display()),
-    }
-}
-
 fn rel_l2(got: &[f32], want: &[f32]) -> f64 {
     let num: f64 = got.iter().zip(want).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
     let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
@@ -226,7 +213,6 @@ fn main() {
     let web_s = t.elapsed().as_secs_f64();
     eprintln!("web q8: {} B, gzip {gz} B ({web_s:.0} s)", web.total_bytes);
     let mut md = String::new();
-    outln!(md, "<!-- convert:begin -->");
     outln!(md, "## Converted models: size and drift on the full-size SD1.5 (random weights, issue #5)\n");
     outln!(
         md,
@@ -264,9 +250,8 @@ fn main() {
          image comparison) is the check to run when a checkpoint is at hand. The tiny fixture's drift is tested in \
          `crates/stylus-diffusion/tests/convert.rs` (run it with `--no-capture`)."
     );
-    outln!(md, "<!-- convert:end -->");
     print!("{md}");
-    write_section(&md);
+    section::write_section("convert", &md);
     println!(
         "BENCH_JSON {}",
         serde_json::json!({"latent": latent, "batch": batch, "vae_latent": vae_latent, "f32_bytes": m32.total_bytes, "f32_shards": m32.shards.len(), "results": json,
