@@ -81,7 +81,7 @@ def main():
         rows.append(row)
     mb = lambda x: f"{x / 1e6:.1f} MB"
     lines = ["Synthetic catalogs from `stylus catalog synth` (seed 1) over the shared catalog; published bundles (vectors from "
-             "`Title; Description; Tags` with static-minilm-l6-v2-d256 — synthetic cards have no description — BM25 over factual fields, no free text); 1,000 COCO "
+             "`Title; Tags` with static-minilm-l6-v2-d256, BM25 over factual fields, no free text); 1,000 COCO "
              "captions as queries, k = 150; dev-profile native CLI, wasm32 = dist/web-node (release) under Node. This machine: "
              "2 shared cores.", "",
              "| cards | build | build peak RSS | bundle | cards / BM25 / embedder / vectors | native RSS loaded | ANN recall@150 | native p50 / p99 | wasm load | wasm p50 / p99 |",

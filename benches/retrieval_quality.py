@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Retrieval quality benchmark (issue #3): our index (static embedder + BM25 fields + BM25 example prompts,
-fused) against two baselines computed in the same run — brute-force all-MiniLM-L6-v2 (sentence-transformers,
+"""Retrieval quality benchmark (issue #3): our index (static embedder over `Title; Tags` + BM25 fields + BM25
+example prompts, fused; also with the reference's dense text, `--dense-text reference`) against two baselines computed in the same run — brute-force all-MiniLM-L6-v2 (sentence-transformers,
 the reference's embedding text `Title; Description; Tags`) and our BM25 over name/tags/trigger words/description
 — on the shared catalog's SD 1.x non-NSFW cards. Writes the `retrieval_quality` section of BENCHMARKS.md.
 
@@ -99,14 +99,14 @@ def metrics(ranks, sets):
     return out
 
 
-def ours(args, sets, tag, embedder, examples):
+def ours(args, sets, tag, embedder, examples, dense_text="title-tags"):
     idx = CACHE / f"index-{tag}.bin"
     pol = CACHE / "policy.json"
     pol.write_text(json.dumps(POLICY))
     cmd = [TARGET / "debug/stylus", "index", "build", "--catalog", CATALOG, "--out", idx, "--policy", pol, "--with-descriptions",
            "--example-prompts", examples, "--shard-mib", "1000"]
     if embedder:
-        cmd += ["--embedder", embedder, "--fusion", args.fusion]
+        cmd += ["--embedder", embedder, "--fusion", args.fusion, "--dense-text", dense_text]
     _, build_s = run(cmd)
     ranks, secs = {}, {}
     for name, qs in sets.items():
@@ -167,9 +167,11 @@ def main():
     res["BM25 (fields)"] = metrics(ours(args, sets, "bm25", None, "none")[0], sets)
     res["MiniLM brute force"] = metrics(minilm(cards, sets), sets)
     r, build_s = ours(args, sets, "ours", emb, "holdout-first")
-    res[f"ours: static d{args.dim} + BM25 fields + BM25 examples ({args.fusion})"] = metrics(r, sets)
+    res[f"ours: static d{args.dim} of `Title; Tags` + BM25 fields + BM25 examples ({args.fusion})"] = metrics(r, sets)
     r2, _ = ours(args, sets, "ours-noex", emb, "none")
-    res[f"ours without example prompts"] = metrics(r2, sets)
+    res["ours without example prompts"] = metrics(r2, sets)
+    r3, _ = ours(args, sets, "ours-reftext", emb, "holdout-first", "reference")
+    res["ours embedding the reference's `Title; Description; Tags` (`--dense-text reference`)"] = metrics(r3, sets)
     lines = [f"Catalog: {len(cards)} SD 1.x non-NSFW cards of the shared 2023-07 dump; queries: "
              + ", ".join(f"{k} {len(v)}" for k, v in sets.items()) + " (COCO: captions with a chosen id in the set). "
              f"Static embedder build {static_s:.1f} s, index build {build_s:.1f} s (dev profile).", "",

@@ -1,7 +1,8 @@
 //! `stylus embed` and `stylus embedder distill` end to end on the real all-MiniLM-L6-v2 folder
 //! (`$STYLUS_MINILM_DIR` or `~/.cache/stylus/minilm`, unpacked by `scripts/setup.sh`; absent: fails
 //! under `CI=true`, skipped elsewhere): the printed embedding equals the sentence-transformers fixture,
-//! the distilled file has the token table's tensor and metadata, and a missing folder is refused.
+//! the distilled file has the token table's tensor and metadata, a missing folder is refused, and so is an
+//! unknown `index build --dense-text`.
 
 #[path = "../../stylus-minilm/tests/common/mod.rs"]
 mod minilm;
@@ -75,4 +76,11 @@ fn a_missing_model_folder_is_refused() {
     assert!(!o.status.success() && err.contains("config.json"), "{err}");
     let o = stylus(&["embed", "--model", missing.to_str().unwrap()]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no texts"));
+}
+
+#[test]
+fn a_bad_dense_text_is_refused() {
+    let o = stylus(&["index", "build", "--catalog", "cards.jsonl", "--out", "x.index", "--dense-text", "titles"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("expected title-tags or reference"), "{err}");
 }

@@ -39,7 +39,7 @@ fn main() {
     let _ = writeln!(
         md,
         "`cargo bench -p stylus-core --bench ann` ({} vectors of dimension {} from `{}`, {} COCO captions). Recall of the exact scan's top k \
-         (every row re-scored in f32) after the pre-scan, the i16 shortlist of 2 k rows and their exact re-scoring; time per query natively (bench profile, SSE2 kernels; the wasm32 build runs the \
+         (every row re-scored in f32) after the pre-scan, the i16 shortlist of 2 k rows (scored over the leading components given) and their exact re-scoring; time per query natively (bench profile, SSE2 kernels; the wasm32 build runs the \
          same arithmetic in simd128, see Index scale for its timings), as a ratio to the exact scan of every row measured in the same run.\n",
         d.vectors.len(),
         d.vectors.dim(),
@@ -47,22 +47,26 @@ fn main() {
         qs.len()
     );
     let _ = writeln!(md, "| pre-scan | k | rows kept by the pre-scan | recall | µs / query | time / exact scan |\n|---|---|---|---|---|---|");
-    // (name, leading components scored by the pre-scan, oversample: rows re-scored = max(1024, oversample × k))
-    let settings: [(&str, usize, usize); 6] = [
-        ("64 leading components, 8 k rows (default)", 64, 8),
-        ("64 leading components, 4 k rows", 64, 4),
-        ("64 leading components, 16 k rows", 64, 16),
-        ("32 leading components, 8 k rows", 32, 8),
-        ("32 leading components, 16 k rows", 32, 16),
-        ("96 leading components, 8 k rows", 96, 8),
+    // (name, leading components scored by the pre-scan, oversample: rows kept = max(1024, oversample × k),
+    // leading components the i16 shortlist scores)
+    let settings: [(&str, usize, usize, usize); 9] = [
+        ("64 leading components, 8 k rows, shortlist over 160 components (default)", 64, 8, 160),
+        ("64 leading components, 8 k rows, shortlist over all 256", 64, 8, 256),
+        ("64 leading components, 8 k rows, shortlist over 128", 64, 8, 128),
+        ("64 leading components, 4 k rows, shortlist over 160", 64, 4, 160),
+        ("64 leading components, 16 k rows, shortlist over 160", 64, 16, 160),
+        ("32 leading components, 8 k rows, shortlist over 160", 32, 8, 160),
+        ("32 leading components, 16 k rows, shortlist over 160", 32, 16, 160),
+        ("96 leading components, 8 k rows, shortlist over 160", 96, 8, 160),
+        ("96 leading components, 8 k rows, shortlist over all 256", 96, 8, 256),
     ];
     for k in [150, 300] {
         let (want, exact_us) = time(&exact, k);
         let want: Vec<HashSet<u32>> = want.into_iter().map(|h| h.into_iter().map(|x| x.0).collect()).collect();
         let _ = writeln!(md, "| none: every row re-scored in f32 (reference) | {k} | {} | 1.000 | {exact_us:.0} | 1.00 |", d.vectors.len());
-        for (name, head, over) in settings {
+        for (name, head, over, sd) in settings {
             let mut ix: Int8Index = d.vectors.clone().with_head_dims(head);
-            ix.oversample = over;
+            (ix.oversample, ix.shortlist_dims) = (over, sd);
             let (hits, us) = time(&ix, k);
             let found: usize = hits.iter().zip(&want).map(|(h, w)| h.iter().filter(|x| w.contains(&x.0)).count()).sum();
             let recall = found as f64 / want.iter().map(HashSet::len).sum::<usize>().max(1) as f64;

@@ -1,12 +1,12 @@
 //! The dense half of an [`Index`](crate::Index): the static embedder that embeds queries, every card's
-//! int8 vector ([`Int8Index`]), plus its bundle section. Cards are embedded
-//! from [`card_text`] (`Title; Description; Tags`, the reference's text) when the index is built, so a
-//! bundle published without descriptions still searches with them.
+//! int8 vector ([`Int8Index`]), plus its bundle section. Cards are embedded from the text
+//! [`DenseText`] picks (`Title; Tags` by default, or the reference's `Title; Description; Tags`) when
+//! the index is built, so a bundle published without descriptions still searches with them.
 //!
 //! Section layout (little-endian): `embedder table (header.embedder_bytes) | scales f32 × cards |
 //! codes i8 × cards × dim`.
 
-use crate::embed::{card_text, Ann, Int8Index, StaticEmbedder};
+use crate::embed::{Ann, DenseText, Int8Index, StaticEmbedder};
 use crate::{Card, Error};
 use serde::{Deserialize, Serialize};
 
@@ -31,12 +31,12 @@ pub struct Dense {
 }
 
 impl Dense {
-    /// Embeds every card (in order) with `embedder`.
-    pub fn build(cards: &[Card], embedder: StaticEmbedder) -> Dense {
+    /// Embeds every card (in order) with `embedder`, from its `text`.
+    pub fn build(cards: &[Card], embedder: StaticEmbedder, text: DenseText) -> Dense {
         let dim = embedder.dim();
         let mut rows = Vec::with_capacity(cards.len() * dim);
         for c in cards {
-            rows.extend(embedder.embed(&card_text(c)));
+            rows.extend(embedder.embed(&text.of(c)));
         }
         Dense { vectors: Int8Index::quantize(dim, &rows), embedder }
     }
@@ -106,7 +106,7 @@ impl Dense {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::embed::{DistillOptions, Weighting};
+    use crate::embed::{card_text, DistillOptions, Weighting};
     use crate::Index;
 
     /// A toy static embedder: a small vocabulary with a random teacher table of dimension 8.
@@ -142,13 +142,21 @@ pub(crate) mod tests {
         let corpus: Vec<String> = cards.iter().map(card_text).collect();
         let e = toy_embedder(&corpus);
         let fusion = crate::embed::hybrid::Fusion { dense: 0.6, lexical: 0.4, examples: 0.0, depth: 10 };
-        let ix = Index::build_dense(cards, e.clone(), fusion, false).unwrap();
+        // the default text leaves descriptions out of the vectors: the same vectors as cards without any
+        let bare: Vec<Card> = cards.iter().cloned().map(Card::without_description).collect();
+        let codes = |cards: Vec<Card>, text| Index::build_dense(cards, e.clone(), fusion, text, false).unwrap().dense().unwrap().vectors.codes().to_vec();
+        assert_eq!(codes(cards.clone(), DenseText::TitleTags), codes(bare.clone(), DenseText::TitleTags));
+        assert_ne!(codes(cards.clone(), DenseText::Reference), codes(bare, DenseText::Reference));
+        assert_eq!(DenseText::parse("title-tags"), Ok(DenseText::default()));
+        assert!(DenseText::parse("titles").unwrap_err().contains("title-tags or reference"));
+        let ix = Index::build_dense(cards, e.clone(), fusion, DenseText::Reference, false).unwrap();
         let bytes = ix.to_bundle();
         let back = Index::from_bundle(&bytes).unwrap();
         assert!(back.cards().all(|c| c.description().is_none()), "published bundles drop descriptions");
         let d = back.dense().unwrap();
         assert_eq!((d.len(), back.fusion(), d.embedder.hash()), (4, fusion, e.hash()));
-        // description words still find their card after the round trip (vectors were built with them)
+        // with the reference text, description words still find their card after the round trip
+        // (vectors were built with them)
         assert_eq!(back.search("a castle oil painting", 1)[0].0, 13);
         assert_eq!(back.retrieve("neon city", 4), ix.retrieve("neon city", 4));
         assert_eq!(Index::from_bundle(&back.to_bundle()).unwrap().to_bundle(), bytes, "deterministic");

@@ -96,6 +96,53 @@ impl<'q> Query<'q> {
     }
 }
 
+// Score accumulators, one per live [`Accumulated`], as long as the largest index searched and kept
+// zeroed: only the touched entries are reset when one is dropped (no allocation or zeroing of N floats
+// per query).
+thread_local!(static POOL: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) });
+
+/// A query's BM25 score for every document ([`Bm25::accumulate`]); documents sharing no term score 0.
+pub struct Accumulated {
+    acc: Vec<f32>,
+    touched: Vec<u32>,
+}
+
+impl Accumulated {
+    /// The score of `doc` (0 for a document outside the index).
+    pub fn score(&self, doc: u32) -> f32 {
+        self.acc.get(doc as usize).copied().unwrap_or(0.0)
+    }
+
+    /// The `k` best documents, best first; ties go to the lower document number. Documents sharing no
+    /// term are never returned.
+    pub fn top(&self, k: usize) -> Vec<(u32, f32)> {
+        let mut hits: Vec<(u32, f32)> = self.touched.iter().map(|&d| (d, self.acc[d as usize])).collect();
+        let cmp = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if hits.len() > k && k > 0 {
+            hits.select_nth_unstable_by(k - 1, cmp);
+        }
+        hits.truncate(k);
+        hits.sort_unstable_by(cmp);
+        hits
+    }
+}
+
+impl Drop for Accumulated {
+    fn drop(&mut self) {
+        // scattered stores for a few documents, one sequential fill for many
+        if self.touched.len() * 8 > self.acc.len() {
+            self.acc.fill(0.0);
+        } else {
+            for &d in &self.touched {
+                self.acc[d as usize] = 0.0;
+            }
+        }
+        let acc = std::mem::take(&mut self.acc);
+        // a thread being torn down has no pool left: the buffer is simply freed
+        let _ = POOL.try_with(|p| p.borrow_mut().push(acc));
+    }
+}
+
 impl Bm25 {
     /// Indexes documents given as term lists.
     pub fn build<I: IntoIterator<Item = Vec<String>>>(docs: I) -> Self {
@@ -202,32 +249,28 @@ impl Bm25 {
 
     /// [`Bm25::search`] for a resolved query.
     pub fn search_query(&self, q: &Query<'_>, k: usize) -> Vec<(u32, f32)> {
-        // One score accumulator per thread, as long as the largest index searched, kept zeroed: only
-        // the touched entries are reset after a search (no allocation or zeroing of N floats per query).
-        thread_local!(static ACC: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) });
-        ACC.with_borrow_mut(|acc| {
-            if acc.len() < self.num_docs() {
-                acc.resize(self.num_docs(), 0.0);
-            }
-            let mut touched = Vec::new();
-            for &(_, t) in &q.terms {
-                let (docs, tfs) = self.postings(t);
-                for (&d, &tf) in docs.iter().zip(tfs) {
-                    if acc[d as usize] == 0.0 {
-                        touched.push(d);
-                    }
-                    acc[d as usize] += self.term_score(t, d, tf);
+        self.accumulate(q).top(k)
+    }
+
+    /// The scores of every document for a resolved query, accumulated over the postings of its terms:
+    /// [`Accumulated::top`] ranks them, [`Accumulated::score`] reads any document's in O(1) (the same
+    /// value as [`Bm25::score_query`]).
+    pub fn accumulate(&self, q: &Query<'_>) -> Accumulated {
+        let mut acc = POOL.with_borrow_mut(Vec::pop).unwrap_or_default();
+        if acc.len() < self.num_docs() {
+            acc.resize(self.num_docs(), 0.0);
+        }
+        let mut touched = Vec::new();
+        for &(_, t) in &q.terms {
+            let (docs, tfs) = self.postings(t);
+            for (&d, &tf) in docs.iter().zip(tfs) {
+                if acc[d as usize] == 0.0 {
+                    touched.push(d);
                 }
+                acc[d as usize] += self.term_score(t, d, tf);
             }
-            let mut hits: Vec<(u32, f32)> = touched.into_iter().map(|d| (d, std::mem::take(&mut acc[d as usize]))).collect();
-            let cmp = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-            if hits.len() > k && k > 0 {
-                hits.select_nth_unstable_by(k - 1, cmp);
-            }
-            hits.truncate(k);
-            hits.sort_unstable_by(cmp);
-            hits
-        })
+        }
+        Accumulated { acc, touched }
     }
 
     /// BM25 of the query terms against one document, and the distinct query terms it contains.
@@ -376,95 +419,4 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn docs() -> Bm25 {
-        Bm25::build(["watercolor fox painting", "fox fox fox girl", "cyberpunk city neon lights", "oil painting style", ""].map(terms))
-    }
-
-    #[test]
-    fn ln_matches_std() {
-        for x in [1.0, 1.5, 2.0, 0.3, 7.25, 1e-300, 5e-324, 1e300, 123456.789, std::f64::consts::E] {
-            assert!((ln(x) - x.ln()).abs() <= 1e-12 * x.ln().abs().max(1.0), "{x}");
-        }
-        assert!(ln(0.0).is_nan() && ln(-1.0).is_nan() && ln(f64::INFINITY).is_nan());
-    }
-
-    #[test]
-    fn search_ranks_and_scores() {
-        let ix = docs();
-        let q = terms("a fox in watercolor");
-        let hits = ix.search(&q, 10);
-        assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), [0, 1]);
-        let (s, m) = ix.score(&q, 0);
-        assert_eq!((s, m), (hits[0].1, vec!["fox", "watercolor"]));
-        assert_eq!(ix.search(&q, 1).len(), 1);
-        assert!(ix.search(&terms("nothing matches"), 5).is_empty());
-        assert!(ix.search(&q, 0).is_empty());
-        assert_eq!(ix.score(&terms("fox fox"), 1), ix.score(&terms("fox"), 1));
-        assert!(ix.idf("neon") > ix.idf("fox") && ix.idf("zzz") == 0.0);
-    }
-
-    #[test]
-    fn resolved_queries_score_like_term_lists() {
-        let ix = docs();
-        let words = terms("fox painting fox unknownword neon");
-        let q = ix.query(&words);
-        // distinct known terms, in query order
-        assert_eq!((0..q.len()).map(|i| q.term(i)).collect::<Vec<_>>(), ["fox", "painting", "neon"]);
-        assert_eq!(ix.search_query(&q, 10), ix.search(&words, 10));
-        let mut m = vec![7];
-        for doc in 0..5 {
-            let s = ix.score_matches(&q, doc, &mut m);
-            let (s2, names) = ix.score(&words, doc);
-            assert_eq!((s, s), (s2, ix.score_query(&q, doc)), "doc {doc}");
-            assert_eq!(m.iter().map(|&i| q.term(i)).collect::<Vec<_>>(), names, "doc {doc}");
-        }
-        assert_eq!(ix.query_idf(&q, 2), ix.idf("neon"));
-        assert!(ix.query(&terms("zzz qqq")).is_empty());
-    }
-
-    #[test]
-    fn the_shared_accumulator_is_left_zeroed() {
-        // a larger index first, then a smaller one, then the larger one again: same answers as the
-        // first time (the per-thread accumulator must not keep scores between searches)
-        let big = Bm25::build((0..50).map(|i| terms(&format!("fox w{i} {}", if i % 3 == 0 { "girl" } else { "city" }))));
-        let small = docs();
-        let q = terms("fox girl");
-        let first = big.search(&q, 50);
-        assert_eq!(first.len(), 50);
-        let small_hits = small.search(&q, 5);
-        assert_eq!(small_hits.iter().map(|h| h.0).collect::<Vec<_>>(), [1, 0]);
-        assert_eq!(big.search(&q, 50), first);
-        assert_eq!(small.search(&q, 5), small_hits);
-        assert_eq!(big.search(&q, 3), first[..3]);
-    }
-
-    #[test]
-    fn encoding_roundtrip_and_corruption() {
-        let ix = docs();
-        let mut b = Vec::new();
-        ix.write(&mut b);
-        let back = Bm25::read(&b).unwrap();
-        assert_eq!(back, ix);
-        let mut b2 = Vec::new();
-        back.write(&mut b2);
-        assert_eq!(b, b2);
-        for cut in 0..b.len() {
-            assert!(Bm25::read(&b[..cut]).is_err(), "cut {cut}");
-        }
-        assert!(Bm25::read(&[0xff; 20]).is_err());
-        let mut extra = b.clone();
-        extra.push(0);
-        assert!(Bm25::read(&extra).is_err());
-        // the size hint only reserves: too small, too large or absurd, the index read is the same
-        for hint in [0, 1, ix.num_postings() as u64, u64::MAX] {
-            let sized = Bm25::read_sized(&b, hint).unwrap();
-            assert_eq!(sized, ix, "hint {hint}");
-            assert!(sized.docs.capacity() <= b.len() / 2 || sized.docs.capacity() == sized.docs.len(), "hint {hint} reserved past the input");
-        }
-        let empty = Bm25::build(Vec::<Vec<String>>::new());
-        assert!(empty.search(&terms("fox"), 3).is_empty());
-    }
-}
+mod tests;

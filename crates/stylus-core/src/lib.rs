@@ -194,13 +194,20 @@ impl Index {
         Ok(Index { cards, lex, dense: None, examples: None, fusion: embed::hybrid::Fusion::default() })
     }
 
-    /// [`Index::build`] plus dense retrieval: every card embedded with `embedder` from its title,
-    /// description and tags, queries fused with BM25. With `free_text` false, descriptions and example
-    /// prompts are dropped after embedding: the postings and the bundle hold factual fields only (what
-    /// a published demo index may carry), the vectors still reflect the descriptions.
-    pub fn build_dense(cards: Vec<Card>, embedder: embed::StaticEmbedder, fusion: embed::hybrid::Fusion, free_text: bool) -> Result<Self, Error> {
+    /// [`Index::build`] plus dense retrieval: every card embedded with `embedder` from its `text`,
+    /// queries fused with BM25. With `free_text` false, descriptions and example prompts are dropped
+    /// after embedding: the postings and the bundle hold factual fields only (what a published demo
+    /// index may carry); vectors embedded from [`embed::DenseText::Reference`] still reflect the
+    /// descriptions.
+    pub fn build_dense(
+        cards: Vec<Card>,
+        embedder: embed::StaticEmbedder,
+        fusion: embed::hybrid::Fusion,
+        text: embed::DenseText,
+        free_text: bool,
+    ) -> Result<Self, Error> {
         fusion.validate().map_err(Error::InvalidRequest)?;
-        let d = dense::Dense::build(&cards, embedder);
+        let d = dense::Dense::build(&cards, embedder, text);
         let cards = if free_text { cards } else { cards.into_iter().map(Card::without_description).collect() };
         let ix = Self::build(cards)?.with_dense(Some(d))?;
         Ok(Index { fusion, ..ix })
@@ -262,11 +269,12 @@ impl Index {
         }
         let f = self.fusion;
         let depth = f.depth.max(k);
-        let lq = self.lex.query(terms);
-        let eq = self.examples.as_ref().map(|e| (e, e.query(terms)));
-        let mut signals = vec![Signal { hits: self.lex.search_query(&lq, depth), score: Box::new(|doc| self.lex.score_query(&lq, doc)), weight: f.lexical }];
-        if let Some((e, q)) = &eq {
-            signals.push(Signal { hits: e.search_query(q, depth), score: Box::new(move |doc| e.score_query(q, doc)), weight: f.examples });
+        // every document's BM25 score stays readable until fusion is done (no per-document postings search)
+        let lex = self.lex.accumulate(&self.lex.query(terms));
+        let ex = self.examples.as_ref().map(|e| e.accumulate(&e.query(terms)));
+        let mut signals = vec![Signal { hits: lex.top(depth), score: Box::new(|doc| lex.score(doc)), weight: f.lexical }];
+        if let Some(ex) = &ex {
+            signals.push(Signal { hits: ex.top(depth), score: Box::new(move |doc| ex.score(doc)), weight: f.examples });
         }
         if let Some(d) = &self.dense {
             let q = d.embedder.embed(query);

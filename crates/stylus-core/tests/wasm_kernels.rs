@@ -3,7 +3,7 @@
 //! (`scripts/test.sh`: `cargo test --target wasm32-unknown-unknown -p stylus-core --test wasm_kernels`).
 //! Equal bits here are what makes the worker's, the browser's and the CLI's rankings identical.
 
-use stylus_core::embed::ann::{best_rows, dot_i8, dot_i8_2, dot_i8_i16, dot_i8_i16_4, head_scores, rows_at_least};
+use stylus_core::embed::ann::{best_rows, dot_i8, dot_i8_2, dot_i8_i16, dot_i8_i16_4, head_rows_at_least, head_scores, rows_at_least};
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -69,6 +69,16 @@ fn head_scores_equal_integer_dots() {
         let want: Vec<f32> =
             head.chunks_exact(m).zip(&scales).map(|(c, &s)| q.iter().zip(c).map(|(&x, &y)| x as i32 * y as i32).sum::<i32>() as f32 * s).collect();
         assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "m = {m}");
+        // the fused threshold keeps exactly the rows (and scores) reaching it, in row order
+        let mut sorted = want.clone();
+        sorted.sort_by(f32::total_cmp);
+        for t in [f32::NEG_INFINITY, sorted[rows / 3], sorted[rows / 2], sorted[rows - 1], f32::INFINITY] {
+            let (mut kept, mut kept_scores) = (vec![u32::MAX], vec![-1.0]);
+            head_rows_at_least(&q, &head, &scales, t, &mut kept, &mut kept_scores);
+            let expect: Vec<u32> = (0..rows as u32).filter(|&i| want[i as usize] >= t).collect();
+            assert_eq!(kept[1..], expect, "m = {m}, t = {t}: appended after what was there");
+            assert_eq!(kept_scores[1..].iter().map(|x| x.to_bits()).collect::<Vec<_>>(), expect.iter().map(|&i| want[i as usize].to_bits()).collect::<Vec<_>>());
+        }
     }
 }
 

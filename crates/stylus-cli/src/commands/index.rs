@@ -6,7 +6,7 @@ mod llm;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use stylus_core::embed::{hybrid::Fusion, StaticEmbedder};
+use stylus_core::embed::{hybrid::Fusion, DenseText, StaticEmbedder};
 use stylus_core::{bundle, ingest, Index, Policy};
 
 #[derive(clap::Subcommand)]
@@ -78,6 +78,10 @@ pub struct BuildArgs {
     /// Fusion weights dense,fields,examples (default 0.4,0.3,0.3).
     #[arg(long)]
     fusion: Option<String>,
+    /// The card text embedded (with --embedder): title-tags (`Title; Tags`, measured best on raw
+    /// Civitai descriptions) or reference (`Title; Description; Tags`, for refined descriptions).
+    #[arg(long, default_value = "title-tags", value_parser = DenseText::parse)]
+    dense_text: DenseText,
     /// Example prompts indexed (with --with-descriptions): all, holdout-first (every card's first is
     /// left out: the quality benchmark queries with it) or none.
     #[arg(long, default_value = "all")]
@@ -148,7 +152,7 @@ fn build(a: BuildArgs) -> anyhow::Result<()> {
             let e = StaticEmbedder::from_bytes(&std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
                 .with_context(|| format!("{}: not a static embedder", p.display()))?;
             eprintln!("embedding {} cards with {} (sha256 {})", cards.len(), e.id(), e.hash());
-            Index::build_dense(cards, e, fusion, a.with_descriptions)?
+            Index::build_dense(cards, e, fusion, a.dense_text, a.with_descriptions)?
         }
         None => Index::build(cards)?,
     };

@@ -18,6 +18,25 @@ pub fn head_scores(q: &[i16], head: &[i8], scales: &[f32], out: &mut Vec<f32>) {
     out.extend(head.chunks_exact(q.len()).zip(scales).map(|(r, &s)| q.iter().zip(r).map(|(&x, &y)| x as i32 * y as i32).sum::<i32>() as f32 * s));
 }
 
+/// The pre-scan with its threshold fused in: appends to `rows` (and `scores`), in row order, each row
+/// of `head` whose [`head_scores`] score is `>= t`, without writing the other rows' scores.
+pub fn head_rows_at_least(q: &[i16], head: &[i8], scales: &[f32], t: f32, rows: &mut Vec<u32>, scores: &mut Vec<f32>) {
+    if q.is_empty() {
+        return;
+    }
+    #[cfg(target_arch = "wasm32")]
+    if q.len() == 64 {
+        return simd::head_rows_at_least_64(q, head, scales, t, rows, scores);
+    }
+    for (i, (r, &sc)) in head.chunks_exact(q.len()).zip(scales).enumerate() {
+        let x = dot_i8_i16(q, r) as f32 * sc;
+        if x >= t {
+            rows.push(i as u32);
+            scores.push(x);
+        }
+    }
+}
+
 /// `Σ q·c` over i16 × int8 in i32, exact for |q| ≤ 32767 and up to 512 components (|Σ| ≤ 512 · 32767 · 128 < 2³¹).
 pub fn dot_i8_i16(q: &[i16], c: &[i8]) -> i32 {
     #[cfg(target_arch = "wasm32")]
@@ -270,45 +289,118 @@ mod simd {
         }
     }
 
-    /// The default 64 components: the query in eight registers, four 16-byte loads per row, rows in
-    /// blocks of four whose sums are reduced together (one int → float conversion and scale product
-    /// per block).
+    /// The 64-component scan, expanded inside each caller (a helper function is not inlined into
+    /// them in size-optimised builds, which costs more than a tenth of the scan): the query in eight
+    /// registers, four 16-byte loads per row, rows in blocks of four whose sums are reduced together
+    /// (one int → float conversion and scale product per block). `$block` runs with `$i` (the
+    /// block's first row) and `$v` (its four scores), `$single` for each row after the last block.
+    macro_rules! scan_64 {
+        ($q:expr, $head:expr, $scales:expr, |$i:ident, $v:ident| $block:block, |$r1:ident, $x:ident| $single:block) => {{
+            let (q, head, scales): (&[i16], &[i8], &[f32]) = ($q, $head, $scales);
+            assert_eq!(q.len(), 64);
+            // one row's four i32 partial sums (the tail rows)
+            let row = |r: &[i8]| {
+                let mut acc = i32x4_splat(0);
+                for j in 0..4 {
+                    // SAFETY: r has 64 bytes and q 64 i16: bytes 16j..16j+16 and i16 16j..16j+16 are in bounds.
+                    let (b, q0, q1) = unsafe {
+                        (v128_load(r.as_ptr().add(16 * j) as *const v128), v128_load(q.as_ptr().add(16 * j) as *const v128), v128_load(q.as_ptr().add(16 * j + 8) as *const v128))
+                    };
+                    acc = i32x4_add(acc, i32x4_dot_i16x8(i16x8_extend_low_i8x16(b), q0));
+                    acc = i32x4_add(acc, i32x4_dot_i16x8(i16x8_extend_high_i8x16(b), q1));
+                }
+                acc
+            };
+            // four rows (256 bytes) at once, 16 components at a time: four sums and two query registers
+            // live (few registers: nothing spills)
+            let block = |r: &[i8]| {
+                let z = i32x4_splat(0);
+                let (mut a, mut b, mut c, mut d) = (z, z, z, z);
+                for j in 0..4 {
+                    // SAFETY: q has 64 i16 and r 256 bytes: every offset below is in bounds.
+                    unsafe {
+                        let (q0, q1) = (v128_load(q.as_ptr().add(16 * j) as *const v128), v128_load(q.as_ptr().add(16 * j + 8) as *const v128));
+                        let x = v128_load(r.as_ptr().add(16 * j) as *const v128);
+                        a = i32x4_add(a, i32x4_add(i32x4_dot_i16x8(i16x8_extend_low_i8x16(x), q0), i32x4_dot_i16x8(i16x8_extend_high_i8x16(x), q1)));
+                        let x = v128_load(r.as_ptr().add(64 + 16 * j) as *const v128);
+                        b = i32x4_add(b, i32x4_add(i32x4_dot_i16x8(i16x8_extend_low_i8x16(x), q0), i32x4_dot_i16x8(i16x8_extend_high_i8x16(x), q1)));
+                        let x = v128_load(r.as_ptr().add(128 + 16 * j) as *const v128);
+                        c = i32x4_add(c, i32x4_add(i32x4_dot_i16x8(i16x8_extend_low_i8x16(x), q0), i32x4_dot_i16x8(i16x8_extend_high_i8x16(x), q1)));
+                        let x = v128_load(r.as_ptr().add(192 + 16 * j) as *const v128);
+                        d = i32x4_add(d, i32x4_add(i32x4_dot_i16x8(i16x8_extend_low_i8x16(x), q0), i32x4_dot_i16x8(i16x8_extend_high_i8x16(x), q1)));
+                    }
+                }
+                (a, b, c, d)
+            };
+            let rows = scales.len().min(head.len() / 64);
+            let rest = rows / 4 * 4;
+            for (blk, (r, s)) in head[..rest * 64].chunks_exact(256).zip(scales.chunks_exact(4)).enumerate() {
+                assert!(r.len() == 256);
+                let (a, b, c, d) = block(r);
+                // lanes: ab = [a0+a2, b0+b2, a1+a3, b1+b3], cd likewise, then [Σa, Σb, Σc, Σd]
+                let ab = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(a, b), i32x4_shuffle::<2, 6, 3, 7>(a, b));
+                let cd = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(c, d), i32x4_shuffle::<2, 6, 3, 7>(c, d));
+                let sums = i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(ab, cd), i32x4_shuffle::<2, 3, 6, 7>(ab, cd));
+                let $i = 4 * blk;
+                // SAFETY: s has 4 floats.
+                let $v = f32x4_mul(f32x4_convert_i32x4(sums), unsafe { v128_load(s.as_ptr() as *const v128) });
+                $block
+            }
+            for (k, (r, &s)) in head[rest * 64..rows * 64].chunks_exact(64).zip(&scales[rest..rows]).enumerate() {
+                let a = row(r);
+                let dot = i32x4_extract_lane::<0>(a) + i32x4_extract_lane::<1>(a) + i32x4_extract_lane::<2>(a) + i32x4_extract_lane::<3>(a);
+                let ($r1, $x) = (rest + k, dot as f32 * s);
+                $single
+            }
+        }};
+    }
+
     #[target_feature(enable = "simd128")]
     fn head_scores_64(q: &[i16], head: &[i8], scales: &[f32], out: &mut Vec<f32>) {
-        assert_eq!(q.len(), 64);
-        // SAFETY: q has 64 i16 = eight 16-byte vectors.
-        let qv: [v128; 8] = std::array::from_fn(|j| unsafe { v128_load(q.as_ptr().add(8 * j) as *const v128) });
-        let row = |r: &[i8]| {
-            let mut acc = i32x4_splat(0);
-            for j in 0..4 {
-                // SAFETY: r has 64 bytes: bytes 16j..16j+16 are in bounds.
-                let b = unsafe { v128_load(r.as_ptr().add(16 * j) as *const v128) };
-                acc = i32x4_add(acc, i32x4_dot_i16x8(i16x8_extend_low_i8x16(b), qv[2 * j]));
-                acc = i32x4_add(acc, i32x4_dot_i16x8(i16x8_extend_high_i8x16(b), qv[2 * j + 1]));
-            }
-            acc
-        };
-        let rows = scales.len().min(head.len() / 64);
-        let rest = rows / 4 * 4;
         let start = out.len();
-        out.resize(start + rest, 0.0);
-        let dst = &mut out[start..];
-        for ((r, s), o) in head.chunks_exact(256).zip(scales.chunks_exact(4)).zip(dst.chunks_exact_mut(4)) {
-            let (a, b, c, d) = (row(&r[..64]), row(&r[64..128]), row(&r[128..192]), row(&r[192..]));
-            // lanes: ab = [a0+a2, b0+b2, a1+a3, b1+b3], cd likewise, then [Σa, Σb, Σc, Σd]
-            let ab = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(a, b), i32x4_shuffle::<2, 6, 3, 7>(a, b));
-            let cd = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(c, d), i32x4_shuffle::<2, 6, 3, 7>(c, d));
-            let sums = i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(ab, cd), i32x4_shuffle::<2, 3, 6, 7>(ab, cd));
-            // SAFETY: s has 4 floats.
-            let v = f32x4_mul(f32x4_convert_i32x4(sums), unsafe { v128_load(s.as_ptr() as *const v128) });
-            // SAFETY: o has 4 floats.
-            unsafe { v128_store(o.as_mut_ptr() as *mut v128, v) };
-        }
-        for (r, &s) in head[rest * 64..rows * 64].chunks_exact(64).zip(&scales[rest..rows]) {
-            let a = row(r);
-            let dot = i32x4_extract_lane::<0>(a) + i32x4_extract_lane::<1>(a) + i32x4_extract_lane::<2>(a) + i32x4_extract_lane::<3>(a);
-            out.push(dot as f32 * s);
-        }
+        out.resize(start + scales.len().min(head.len() / 64) / 4 * 4, 0.0);
+        scan_64!(
+            q,
+            head,
+            scales,
+            |i, v| {
+                // SAFETY: block i covers rows i..i + 4 of the whole blocks, whose scores were sized above.
+                unsafe { v128_store(out.as_mut_ptr().add(start + i) as *mut v128, v) }
+            },
+            |_r, x| { out.push(x) }
+        );
+    }
+
+    /// [`super::head_rows_at_least`] for 64 components: each block's four scores compared at once,
+    /// rows pushed only where a lane passes.
+    #[target_feature(enable = "simd128")]
+    pub fn head_rows_at_least_64(q: &[i16], head: &[i8], scales: &[f32], t: f32, rows: &mut Vec<u32>, scores: &mut Vec<f32>) {
+        let tv = f32x4_splat(t);
+        scan_64!(
+            q,
+            head,
+            scales,
+            |i, v| {
+                let m = i32x4_bitmask(f32x4_ge(v, tv));
+                if m != 0 {
+                    let mut l = [0f32; 4];
+                    // SAFETY: l holds four floats.
+                    unsafe { v128_store(l.as_mut_ptr() as *mut v128, v) };
+                    for (j, x) in l.into_iter().enumerate() {
+                        if m & (1 << j) != 0 {
+                            rows.push((i + j) as u32);
+                            scores.push(x);
+                        }
+                    }
+                }
+            },
+            |r, x| {
+                if x >= t {
+                    rows.push(r as u32);
+                    scores.push(x);
+                }
+            }
+        );
     }
 }
 
