@@ -1,18 +1,20 @@
 #!/usr/bin/env python3
-"""Full-size SD1.5 UNet step on this CPU (issue #5 item 9): ours (burn `flex`, and burn `wgpu` on lavapipe when
-asked) against PyTorch CPU eager (diffusers' UNet2DConditionModel, SD1.5 config, random weights) measured in the
+"""Full-size SD1.5 UNet step on this CPU (issue #5 item 9): ours (burn `flex` with each convolution kernel, and
+burn `wgpu` on lavapipe when asked) against PyTorch CPU eager (diffusers' UNet2DConditionModel, SD1.5 config, random weights) measured in the
 same run, with the same thread count as ours (1: burn-flex here is single-threaded) and with all cores.
 
-    ~/.venvs/ref/bin/python benches/unet_step.py [--latent 64] [--batch 2] [--reps 2] [--wgpu] [--no-write]
+    ~/.venvs/ref/bin/python benches/unet_step.py [--latent 64] [--batch 2] [--reps 2] [--conv gemm,backend]
+        [--wgpu-latent 32] [--no-write]
 
 Writes the `unet_step` section of BENCHMARKS.md. The GPU run (burn-wgpu on Vulkan vs PyTorch fp16 on the lent
 H100/H200) is a separate, prepared device script: benches/gpu/README.md.
 """
 import argparse
 import os
+import re
 import time
 
-from benchlib import SD15_UNET, cargo_bench, write_section
+from benchlib import ROOT, SD15_UNET, cargo_bench, write_section
 
 
 def torch_step(latent, batch, reps, threads):
@@ -35,8 +37,21 @@ def torch_step(latent, batch, reps, threads):
     return sorted(times)[len(times) // 2], torch.__version__, sum(p.numel() for p in unet.parameters())
 
 
-def ours(device, latent, batch, reps):
-    return {"device": device, **cargo_bench("unet_step", f"--device {device} --latent {latent} --batch {batch} --reps {reps}")}
+def ours(device, latent, batch, reps, conv="gemm"):
+    return {"device": device, "conv": conv, "latent": latent,
+            **cargo_bench("unet_step", f"--device {device} --latent {latent} --batch {batch} --reps {reps} --conv {conv}")}
+
+
+LAVAPIPE = "| burn `wgpu` on lavapipe"
+KEPT = " (kept from an earlier run)"
+
+
+def earlier_lavapipe_rows():
+    """The section's lavapipe rows, for a run that does not measure lavapipe again (it takes minutes)."""
+    doc = (ROOT / "BENCHMARKS.md").read_text()
+    m = re.search(r"<!-- unet_step:begin -->(.*?)<!-- unet_step:end -->", doc, re.S)
+    rows = [l for l in (m.group(1).splitlines() if m else []) if l.startswith(LAVAPIPE)]
+    return [r if KEPT in r else r.replace(" |", KEPT + " |", 1) for r in rows]
 
 
 def main():
@@ -44,27 +59,40 @@ def main():
     ap.add_argument("--latent", type=int, default=64)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--reps", type=int, default=2)
-    ap.add_argument("--wgpu", action="store_true", help="also burn wgpu on lavapipe (slow)")
+    ap.add_argument("--conv", default="gemm,backend",
+                    help="burn flex convolutions to time, comma-separated (gemm: the engine's default; backend: burn's conv2d)")
+    ap.add_argument("--wgpu-latent", type=int, default=0,
+                    help="also burn wgpu on lavapipe at this latent size, with burn flex at the same size for its ratio "
+                         "(32: about 10 min); without it the section keeps its earlier lavapipe row")
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
-    runs = [ours("cpu", a.latent, a.batch, a.reps)]
-    if a.wgpu:
-        runs.append(ours("wgpu", a.latent, a.batch, a.reps))
+    runs = [ours("cpu", a.latent, a.batch, a.reps, c) for c in a.conv.split(",")]
     t1, version, params = torch_step(a.latent, a.batch, a.reps, 1)
     tn, _, _ = torch_step(a.latent, a.batch, a.reps, os.cpu_count())
     rows = [f"| PyTorch {version} CPU eager, 1 thread | {t1 / 1e3:.2f} s | 1.00 | – |",
             f"| PyTorch CPU eager, {os.cpu_count()} threads | {tn / 1e3:.2f} s | {tn / t1:.2f} | – |"]
     for r in runs:
-        name = {"cpu": "burn `flex` (single-threaded)", "wgpu": "burn `wgpu` on lavapipe (Vulkan on the CPU)"}[r["device"]]
+        name = f"burn `flex` (single-threaded), conv `{r['conv']}`"
         if "error" in r:
             rows.append(f"| {name} | failed: {r['error']} | – | – |")
         else:
-            rows.append(f"| {name} | {r['step_ms_median'] / 1e3:.2f} s | {r['step_ms_median'] / t1:.2f} | {r['first_step_ms'] / 1e3:.2f} s |")
+            rows.append(f"| {name} | {r['step_ms_median'] / 1e3:.2f} s | **{r['step_ms_median'] / t1:.2f}** | {r['first_step_ms'] / 1e3:.2f} s |")
+    if a.wgpu_latent:
+        n = a.wgpu_latent
+        flex, lp = ours("cpu", n, a.batch, 1), ours("wgpu", n, a.batch, 1)
+        if "error" in flex or "error" in lp:
+            rows.append(f"{LAVAPIPE}, at {n}² latents | failed: {lp.get('error') or flex.get('error')} | – | – |")
+        else:
+            rows.append(f"{LAVAPIPE}, at {n}² latents (`--wgpu-latent {n}`, vs flex {flex['step_ms_median'] / 1e3:.1f} s there) | "
+                        f"{lp['step_ms_median'] / 1e3:.1f} s | ≈ {lp['step_ms_median'] / flex['step_ms_median']:.0f} × flex | "
+                        f"{lp['first_step_ms'] / 1e3:.1f} s |")
+    else:
+        rows += earlier_lavapipe_rows()
     px = a.latent * 8
     text = "\n".join([
         "## Full-size UNet step on this CPU (issue #5)",
         "",
-        f"`~/.venvs/ref/bin/python benches/unet_step.py --latent {a.latent} --batch {a.batch} --reps {a.reps}` "
+        f"`~/.venvs/ref/bin/python benches/unet_step.py --latent {a.latent} --batch {a.batch} --reps {a.reps} --conv {a.conv}` "
         f"({time.strftime('%Y-%m-%d')}): one SD1.5 UNet step ({params / 1e6:.0f} M parameters, random weights, f32) at "
         f"{px}×{px} ({a.latent}² latents), batch {a.batch} (the CFG pair), timestep 500; median of {a.reps} after a warm-up.",
         "Ratio = time / PyTorch 1 thread (goal ≤ 2).",
@@ -73,9 +101,12 @@ def main():
         "|---|---|---|---|",
         *rows,
         "",
-        "Reading: burn-flex runs its convolutions and GEMMs on one core with AVX2 kernels, while PyTorch uses oneDNN/MKL "
-        "(AVX-512 here); the goal needs faster conv kernels (implicit GEMM / Winograd) or burn-flex's `rayon`/`simd` "
-        "features, measured against their compile-time cost. The browser path does not run on this backend.",
+        "Reading: burn-flex runs its convolutions (`gemm`: 1×1 as a matmul, 3×3 as im2col + matmul, "
+        "`stylus_diffusion::kernels`; `backend`: burn's conv2d) and GEMMs on one core with AVX2 kernels, while PyTorch uses "
+        "oneDNN/MKL (AVX-512 here); the goal needs faster kernels (Winograd, a better GEMM) or burn-flex's `rayon`/`simd` "
+        "features, measured against their compile-time cost. lavapipe runs WGSL on the CPU through LLVM: a correctness target "
+        "here, not a speed one. The GPU comparison (burn-wgpu on Vulkan vs PyTorch fp16) is the prepared device script "
+        "`benches/gpu/`, measured on a lent H200: see the next section.",
     ])
     print(text)
     if not a.no_write:
