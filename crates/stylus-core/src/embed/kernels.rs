@@ -127,7 +127,7 @@ fn dot_i8_scalar(q: &[f32], c: &[i8]) -> f32 {
     ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)) + tail
 }
 
-/// [`dot_i8`], [`dot_i8_2`], [`dot_i8_i16`], [`dot_i8_i16_4`], [`head_scores`] and [`rows_at_least`] in wasm simd128. `dot_i8`: lanes 0–3 and 4–7 of each group of eight
+/// [`dot_i8`], [`dot_i8_2`], [`dot_i8_i16`], [`dot_i8_i16_4`], [`head_scores`], `head_rows_at_least` and [`rows_at_least`] in wasm simd128. `dot_i8`: lanes 0–3 and 4–7 of each group of eight
 /// in two f32x4 sums, the same per-lane order and final pairing as the scalar code, so the bits are the
 /// same; `head_scores` sums integers exactly. The module then needs
 /// wasm SIMD, which every runtime we target has (V8 in workerd, Chrome and Node; Firefox 89+; Safari 16.4+).
