@@ -40,6 +40,12 @@ def cargo_bench(name, args):
     return json.loads(line[len("BENCH_JSON "):])
 
 
+def read_section(name):
+    """The text between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in BENCHMARKS.md ("" when absent)."""
+    m = re.search(re.escape(f"<!-- {name}:begin -->") + "(.*?)" + re.escape(f"<!-- {name}:end -->"), (ROOT / "BENCHMARKS.md").read_text(), re.S)
+    return m.group(1) if m else ""
+
+
 def write_section(name, text):
     """Replaces the text between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in BENCHMARKS.md (appends
     the section when the markers are absent)."""

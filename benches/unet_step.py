@@ -11,10 +11,9 @@ H100/H200) is a separate, prepared device script: benches/gpu/README.md.
 """
 import argparse
 import os
-import re
 import time
 
-from benchlib import ROOT, SD15_UNET, cargo_bench, write_section
+from benchlib import SD15_UNET, cargo_bench, read_section, write_section
 
 
 def torch_step(latent, batch, reps, threads):
@@ -48,9 +47,7 @@ KEPT = " (kept from an earlier run)"
 
 def earlier_lavapipe_rows():
     """The section's lavapipe rows, for a run that does not measure lavapipe again (it takes minutes)."""
-    doc = (ROOT / "BENCHMARKS.md").read_text()
-    m = re.search(r"<!-- unet_step:begin -->(.*?)<!-- unet_step:end -->", doc, re.S)
-    rows = [l for l in (m.group(1).splitlines() if m else []) if l.startswith(LAVAPIPE)]
+    rows = [l for l in read_section("unet_step").splitlines() if l.startswith(LAVAPIPE)]
     return [r if KEPT in r else r.replace(" |", KEPT + " |", 1) for r in rows]
 
 

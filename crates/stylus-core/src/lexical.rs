@@ -116,14 +116,7 @@ impl Accumulated {
     /// The `k` best documents, best first; ties go to the lower document number. Documents sharing no
     /// term are never returned.
     pub fn top(&self, k: usize) -> Vec<(u32, f32)> {
-        let mut hits: Vec<(u32, f32)> = self.touched.iter().map(|&d| (d, self.acc[d as usize])).collect();
-        let cmp = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        if hits.len() > k && k > 0 {
-            hits.select_nth_unstable_by(k - 1, cmp);
-        }
-        hits.truncate(k);
-        hits.sort_unstable_by(cmp);
-        hits
+        crate::embed::ann::top_k(self.touched.iter().map(|&d| (d, self.acc[d as usize])), k)
     }
 }
 
