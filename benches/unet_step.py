@@ -4,7 +4,7 @@ burn `wgpu` on lavapipe when asked) against PyTorch CPU eager (diffusers' UNet2D
 same run, with the same thread count as ours (1: burn-flex here is single-threaded) and with all cores.
 
     ~/.venvs/ref/bin/python benches/unet_step.py [--latent 64] [--batch 2] [--reps 2] [--conv gemm,backend]
-        [--wgpu-latent 32] [--no-write]
+        [--attn host,backend] [--wgpu-latent 32] [--no-write]
 
 Writes the `unet_step` section of BENCHMARKS.md. The GPU run (burn-wgpu on Vulkan vs PyTorch fp16 on the lent
 H100/H200) is a separate, prepared device script: benches/gpu/README.md.
@@ -36,9 +36,9 @@ def torch_step(latent, batch, reps, threads):
     return sorted(times)[len(times) // 2], torch.__version__, sum(p.numel() for p in unet.parameters())
 
 
-def ours(device, latent, batch, reps, conv="gemm"):
-    return {"device": device, "conv": conv, "latent": latent,
-            **cargo_bench("unet_step", f"--device {device} --latent {latent} --batch {batch} --reps {reps} --conv {conv}")}
+def ours(device, latent, batch, reps, conv="gemm", attn="host"):
+    return {"device": device, "conv": conv, "attn": attn, "latent": latent,
+            **cargo_bench("unet_step", f"--device {device} --latent {latent} --batch {batch} --reps {reps} --conv {conv} --attn {attn}")}
 
 
 LAVAPIPE = "| burn `wgpu` on lavapipe"
@@ -58,18 +58,22 @@ def main():
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--conv", default="gemm,backend",
                     help="burn flex convolutions to time, comma-separated (gemm: the engine's default; backend: burn's conv2d)")
+    ap.add_argument("--attn", default="host,backend",
+                    help="burn flex attention kernels to time (with conv gemm), comma-separated (host: the engine's default on "
+                         "the CPU; backend: burn-flex's attention)")
     ap.add_argument("--wgpu-latent", type=int, default=0,
                     help="also burn wgpu on lavapipe at this latent size, with burn flex at the same size for its ratio "
                          "(32: about 10 min); without it the section keeps its earlier lavapipe row")
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
-    runs = [ours("cpu", a.latent, a.batch, a.reps, c) for c in a.conv.split(",")]
+    combos = [(c, "host") for c in a.conv.split(",")] + [("gemm", t) for t in a.attn.split(",") if t != "host"]
+    runs = [ours("cpu", a.latent, a.batch, a.reps, c, t) for c, t in combos]
     t1, version, params = torch_step(a.latent, a.batch, a.reps, 1)
     tn, _, _ = torch_step(a.latent, a.batch, a.reps, os.cpu_count())
     rows = [f"| PyTorch {version} CPU eager, 1 thread | {t1 / 1e3:.2f} s | 1.00 | – |",
             f"| PyTorch CPU eager, {os.cpu_count()} threads | {tn / 1e3:.2f} s | {tn / t1:.2f} | – |"]
     for r in runs:
-        name = f"burn `flex` (single-threaded), conv `{r['conv']}`"
+        name = f"burn `flex` (single-threaded), conv `{r['conv']}`, attention `{r['attn']}`"
         if "error" in r:
             rows.append(f"| {name} | failed: {r['error']} | – | – |")
         else:
@@ -89,7 +93,7 @@ def main():
     text = "\n".join([
         "## Full-size UNet step on this CPU (issue #5)",
         "",
-        f"`~/.venvs/ref/bin/python benches/unet_step.py --latent {a.latent} --batch {a.batch} --reps {a.reps} --conv {a.conv}` "
+        f"`~/.venvs/ref/bin/python benches/unet_step.py --latent {a.latent} --batch {a.batch} --reps {a.reps} --conv {a.conv} --attn {a.attn}` "
         f"({time.strftime('%Y-%m-%d')}): one SD1.5 UNet step ({params / 1e6:.0f} M parameters, random weights, f32) at "
         f"{px}×{px} ({a.latent}² latents), batch {a.batch} (the CFG pair), timestep 500; median of {a.reps} after a warm-up.",
         "Ratio = time / PyTorch 1 thread (goal ≤ 2).",
@@ -98,11 +102,14 @@ def main():
         "|---|---|---|---|",
         *rows,
         "",
-        "Reading: burn-flex runs its convolutions (`gemm`: 1×1 as a matmul, 3×3 as im2col + matmul, "
-        "`stylus_diffusion::kernels`; `backend`: burn's conv2d) and GEMMs on one core with AVX2 kernels, while PyTorch uses "
-        "oneDNN/MKL (AVX-512 here); the goal needs faster kernels (Winograd, a better GEMM) or burn-flex's `rayon`/`simd` "
-        "features, measured against their compile-time cost. lavapipe runs WGSL on the CPU through LLVM: a correctness target "
-        "here, not a speed one. The GPU comparison (burn-wgpu on Vulkan vs PyTorch fp16) is the prepared device script "
+        "Reading: burn-flex runs on one core. Its GEMMs (the linears; convolutions as `gemm`: 1×1 as a matmul, 3×3 as "
+        "im2col + matmul, `stylus_diffusion::kernels`, or `backend`: burn's conv2d) are the `gemm` crate's, with its AVX-512 "
+        "microkernels (`x86-v4`, picked at run time; AVX2 elsewhere). Attention `host` is `stylus_diffusion::attention::host` "
+        "(two GEMMs per block of 512 query rows on the projections as they are, and a softmax vectorised for the CPU at run "
+        "time); `backend` is burn-flex's attention (GEMMs per 64-key tile). The dev profile these run in builds `gemm` and "
+        "burn-flex without debug assertions: with them the same GEMMs ran 3–4× slower (this row was 82.5 s, ratio 3.47, "
+        "before). PyTorch uses oneDNN/MKL with AVX-512 and its flash-attention CPU kernel. lavapipe runs WGSL on the CPU "
+        "through LLVM: a correctness target here, not a speed one. The GPU comparison (burn-wgpu on Vulkan vs PyTorch fp16) is the prepared device script "
         "`benches/gpu/`, measured on a lent H200: see the next section.",
     ])
     print(text)

@@ -1,6 +1,6 @@
 //! One full-size SD1.5 UNet step (random weights; speed does not depend on them) on a chosen burn
 //! device: `cargo bench --profile dev -p stylus-diffusion --bench unet_step [--features wgpu] --
-//! --device cpu|wgpu --latent 64 --batch 2 --reps 2 [--conv backend|gemm] [--attn backend|explicit]
+//! --device cpu|wgpu --latent 64 --batch 2 --reps 2 [--conv backend|gemm] [--attn host|backend|explicit]
 //! [--dtype f32|f16] [--ops]`. One warm-up step first (wgpu compiles its kernels there, timed
 //! separately), then `reps` timed steps, each synchronised by reading ε back. `--ops` times the
 //! single ops of ../shared/reference/GPU_NOTES.md first (matmul 1024², conv 3×3 320→320 at 64²,
@@ -56,9 +56,8 @@ fn ops(device: &Device, rng: &mut Rng, reps: usize) {
         rows.push(("conv2d 320ch 64² 3×3", name, time_op(device, reps, || conv2d_with(x.clone(), w.clone(), Some(bias.clone()), opts.clone()))));
     }
     let q = from_vec(rng.fill(4096 * 320, 1.0), [1, 4096, 320], device).expect("q");
-    for kernel in [AttentionKernel::Backend, AttentionKernel::Explicit] {
+    for (kernel, name) in [(AttentionKernel::Host, "host"), (AttentionKernel::Backend, "backend"), (AttentionKernel::Explicit, "explicit")] {
         let cfg = AttentionConfig { kernel, ..Default::default() };
-        let name = if kernel == AttentionKernel::Backend { "backend" } else { "explicit" };
         rows.push((
             "attention [1,8,4096,40]",
             name,
@@ -81,11 +80,12 @@ fn main() {
     let reps: usize = arg("--reps", "2").parse::<usize>().unwrap_or_else(|_| fail("--reps: a number".into())).max(1);
     let conv_name = arg("--conv", "gemm");
     let conv = ConvKernel::parse(&conv_name).unwrap_or_else(|| fail(format!("--conv {conv_name}: backend or gemm")));
-    let attn_name = arg("--attn", "backend");
+    let attn_name = arg("--attn", "host");
     let kernel = match attn_name.as_str() {
+        "host" => AttentionKernel::Host,
         "backend" => AttentionKernel::Backend,
         "explicit" => AttentionKernel::Explicit,
-        other => fail(format!("--attn {other}: backend or explicit")),
+        other => fail(format!("--attn {other}: host, backend or explicit")),
     };
     let dtype = arg("--dtype", "f32");
     let mut device = device_named(&device_name).unwrap_or_else(|e| fail(e.to_string()));

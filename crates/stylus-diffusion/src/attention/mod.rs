@@ -8,15 +8,24 @@
 //! matrix `[batch, heads, rows, keys]` stays within [`AttentionConfig::max_scores_bytes`]
 //! (64 MiB by default); keys/values are used whole. Chunking changes no arithmetic per query row,
 //! so chunked and unchunked results agree (tested).
+//!
+//! On the CPU backend the default kernel ([`AttentionKernel::Host`]) runs in host memory instead
+//! (`host.rs`: blocked GEMMs on the projections as they are, bounded scratch, no chunk copies).
 
 use burn::tensor::activation::softmax;
 use burn::tensor::module::attention as backend_attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Tensor, TensorData};
 
+#[cfg(feature = "flex")]
+pub mod host;
+
 /// How one chunk's attention is computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttentionKernel {
+    /// The default: on the CPU backend (burn `flex`, f32) the host kernel of `host.rs`, elsewhere
+    /// [`AttentionKernel::Backend`].
+    Host,
     /// burn's `module::attention` op (flash/fused where the backend has it).
     Backend,
     /// `softmax(q kᵀ · scale) v` written out with matmul + softmax.
@@ -33,7 +42,7 @@ pub struct AttentionConfig {
 
 impl Default for AttentionConfig {
     fn default() -> Self {
-        AttentionConfig { max_scores_bytes: 64 << 20, kernel: AttentionKernel::Backend }
+        AttentionConfig { max_scores_bytes: 64 << 20, kernel: AttentionKernel::Host }
     }
 }
 
@@ -48,6 +57,13 @@ impl AttentionConfig {
 /// `q` `[B, Sq, H·d]`, `k` `[B, Sk, H·d]`, `v` `[B, Sk, H·dv]` → `[B, Sq, H·dv]`, scale `1/√d`.
 /// `causal` masks key positions after the query's own (CLIP; requires `Sq == Sk`).
 pub fn multi_head_attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize, causal: bool, cfg: &AttentionConfig) -> Tensor<3> {
+    let mut kernel = cfg.kernel;
+    if kernel == AttentionKernel::Host {
+        if let Some(out) = on_host(&q, &k, &v, heads, causal) {
+            return out;
+        }
+        kernel = AttentionKernel::Backend;
+    }
     let [b, sq, c] = q.dims();
     let [_, sk, cv] = v.dims();
     let (d, dv) = (c / heads, cv / heads);
@@ -55,19 +71,42 @@ pub fn multi_head_attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usi
     let (q, k, v) = (split(q, sq, d), split(k, sk, d), split(v, sk, dv));
     let rows = cfg.rows_per_chunk(b, heads, sk).min(sq);
     let out = if rows >= sq {
-        attend(q, k, v, causal.then_some(0), cfg.kernel)
+        attend(q, k, v, causal.then_some(0), kernel)
     } else {
         let mut parts = Vec::with_capacity(sq.div_ceil(rows));
         let mut start = 0;
         while start < sq {
             let len = rows.min(sq - start);
             let qc = q.clone().narrow(2, start, len);
-            parts.push(attend(qc, k.clone(), v.clone(), causal.then_some(start), cfg.kernel));
+            parts.push(attend(qc, k.clone(), v.clone(), causal.then_some(start), kernel));
             start += len;
         }
         Tensor::cat(parts, 2)
     };
     out.swap_dims(1, 2).reshape([b, sq, heads * dv])
+}
+
+/// [`host::attention`] when the tensors are f32 on the CPU backend; `None` elsewhere.
+#[cfg(feature = "flex")]
+fn on_host(q: &Tensor<3>, k: &Tensor<3>, v: &Tensor<3>, heads: usize, causal: bool) -> Option<Tensor<3>> {
+    use burn::tensor::{DType, Device};
+    let device = q.device();
+    if device != Device::flex() || [q, k, v].iter().any(|t| t.dtype() != DType::F32) {
+        return None;
+    }
+    let ([b, sq, c], [_, sk, cv]) = (q.dims(), v.dims());
+    if heads == 0 || c % heads != 0 || cv % heads != 0 {
+        return None;
+    }
+    let read = |t: &Tensor<3>| t.clone().try_into_data().ok()?.try_into_vec::<f32>().ok();
+    let dims = host::Dims { batch: b, heads, sq, sk, d: c / heads, dv: cv / heads };
+    let out = host::attention(&read(q)?, &read(k)?, &read(v)?, dims, causal)?;
+    Some(Tensor::from_data(TensorData::new(out, [b, sq, cv]), &device))
+}
+
+#[cfg(not(feature = "flex"))]
+fn on_host(_: &Tensor<3>, _: &Tensor<3>, _: &Tensor<3>, _: usize, _: bool) -> Option<Tensor<3>> {
+    None
 }
 
 /// Attention of `q` `[B, H, n, d]` (query rows `offset..offset+n` when causal) over all keys.
@@ -79,7 +118,7 @@ fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal_offset: Option<usize>
         Tensor::<4, Bool>::from_data(TensorData::new(m, [1, 1, n, sk]), &q.device()).expand([b, h, n, sk])
     });
     match kernel {
-        AttentionKernel::Backend => {
+        AttentionKernel::Backend | AttentionKernel::Host => {
             let opts = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
             backend_attention(q, k, v, mask, None, opts)
         }
@@ -113,7 +152,7 @@ mod tests {
     fn chunked_equals_unchunked() {
         let dev = crate::cpu_device();
         let (b, heads, sq, sk, c) = (2, 4, 17, 11, 16);
-        for kernel in [AttentionKernel::Backend, AttentionKernel::Explicit] {
+        for kernel in [AttentionKernel::Host, AttentionKernel::Backend, AttentionKernel::Explicit] {
             for (causal, keys) in [(false, sk), (true, sq)] {
                 let q = from_vec(pseudo(b * sq * c, 1), [b, sq, c], &dev).unwrap();
                 let k = from_vec(pseudo(b * keys * c, 2), [b, keys, c], &dev).unwrap();
@@ -129,7 +168,7 @@ mod tests {
         }
     }
 
-    /// Both kernels agree, and the causal mask makes row 0 attend to key 0 only.
+    /// The three kernels agree, and the causal mask makes row 0 attend to key 0 only.
     #[test]
     fn kernels_agree_and_mask_is_causal() {
         let dev = crate::cpu_device();
@@ -140,9 +179,21 @@ mod tests {
         let v = from_vec(vv.clone(), [b, s, c], &dev).unwrap();
         let cfg = |kernel| AttentionConfig { kernel, ..Default::default() };
         let a = to_vec(multi_head_attention(q.clone(), k.clone(), v.clone(), heads, true, &cfg(AttentionKernel::Backend))).unwrap();
-        let e = to_vec(multi_head_attention(q, k, v, heads, true, &cfg(AttentionKernel::Explicit))).unwrap();
+        let e = to_vec(multi_head_attention(q.clone(), k.clone(), v.clone(), heads, true, &cfg(AttentionKernel::Explicit))).unwrap();
+        let h = to_vec(multi_head_attention(q, k, v, heads, true, &cfg(AttentionKernel::Host))).unwrap();
         assert!(max_diff(&a, &e) <= 1e-5, "{}", max_diff(&a, &e));
+        assert!(max_diff(&a, &h) <= 1e-5, "{}", max_diff(&a, &h));
         assert!(max_diff(&a[..c], &vv[..c]) <= 1e-6, "first query sees only the first value");
+    }
+
+    /// f32 tensors on the CPU backend do take the host kernel (not a silent fallback).
+    #[test]
+    fn cpu_tensors_take_the_host_kernel() {
+        let dev = crate::cpu_device();
+        let t = |seed| from_vec(pseudo(2 * 5 * 8, seed), [2, 5, 8], &dev).unwrap();
+        let (q, k, v) = (t(1), t(2), t(3));
+        assert!(on_host(&q, &k, &v, 2, false).is_some());
+        assert!(on_host(&q, &k, &v, 3, false).is_none(), "8 channels do not split into 3 heads");
     }
 
     /// The default budget keeps full-size SD1.5's largest score chunk (CFG batch 2, 8 heads,
