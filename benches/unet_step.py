@@ -62,8 +62,8 @@ def main():
                     help="burn flex attention kernels to time (with conv gemm), comma-separated (host: the engine's default on "
                          "the CPU; backend: burn-flex's attention)")
     ap.add_argument("--wgpu-latent", type=int, default=0,
-                    help="also burn wgpu on lavapipe at this latent size, with burn flex at the same size for its ratio "
-                         "(32: about 10 min); without it the section keeps its earlier lavapipe row")
+                    help="also burn wgpu on lavapipe at this latent size, with PyTorch 1 thread (its ratio) and burn flex at the "
+                         "same size (32: about 10 min); without it the section keeps its earlier lavapipe row")
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
     combos = [(c, "host") for c in a.conv.split(",")] + [("gemm", t) for t in a.attn.split(",") if t != "host"]

@@ -119,10 +119,7 @@ fn conv2d_gemm_within(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, 
 mod tests {
     use super::*;
     use crate::nn::{from_vec, to_vec};
-
-    fn pseudo(n: usize, seed: u32) -> Vec<f32> {
-        (0..n).map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0).collect()
-    }
+    use crate::testing::pseudo;
 
     /// GEMM equals burn's conv2d for 1×1, 3×3 with symmetric and asymmetric padding, no padding,
     /// row tiles (a budget of 3 output rows, uneven last tile), and falls back for stride 2.

@@ -39,6 +39,15 @@ pub use unet::UNet2DConditionModel;
 pub use vae::AutoencoderKL;
 pub use vae_tiled::VaeTiling;
 
+/// Helpers shared by the unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// `n` deterministic values in [-1, 1) (a multiplicative hash of the index, offset by `seed`).
+    pub fn pseudo(n: usize, seed: u32) -> Vec<f32> {
+        (0..n).map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0).collect()
+    }
+}
+
 /// The CPU device of the default build (burn's `flex` backend).
 #[cfg(feature = "flex")]
 pub fn cpu_device() -> Device {

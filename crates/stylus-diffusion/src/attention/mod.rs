@@ -98,7 +98,7 @@ fn on_host(q: &Tensor<3>, k: &Tensor<3>, v: &Tensor<3>, heads: usize, causal: bo
     if heads == 0 || c % heads != 0 || cv % heads != 0 {
         return None;
     }
-    let read = |t: &Tensor<3>| t.clone().try_into_data().ok()?.try_into_vec::<f32>().ok();
+    let read = |t: &Tensor<3>| crate::nn::to_vec(t.clone()).ok();
     let dims = host::Dims { batch: b, heads, sq, sk, d: c / heads, dv: cv / heads };
     let out = host::attention(&read(q)?, &read(k)?, &read(v)?, dims, causal)?;
     Some(Tensor::from_data(TensorData::new(out, [b, sq, cv]), &device))
@@ -137,17 +137,15 @@ fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal_offset: Option<usize>
 mod tests {
     use super::*;
     use crate::nn::{from_vec, to_vec};
-
-    fn pseudo(n: usize, seed: u32) -> Vec<f32> {
-        (0..n).map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0).collect()
-    }
+    use crate::testing::pseudo;
 
     fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
     }
 
-    /// Chunked (tiny budget: 3 query rows per chunk, uneven last chunk) equals unchunked, for both
-    /// kernels, self/cross attention and the causal mask.
+    /// Chunked (tiny budget: 3 query rows per chunk, uneven last chunk) equals unchunked, for every
+    /// kernel (the host kernel ignores the budget: its own row blocks are tested in `host.rs`),
+    /// self/cross attention and the causal mask.
     #[test]
     fn chunked_equals_unchunked() {
         let dev = crate::cpu_device();
