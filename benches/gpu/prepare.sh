@@ -8,7 +8,7 @@ source "$(dirname "$0")/../../scripts/env.sh"
 cd "$ROOT"
 for d in .gpu .gl .whl; do grep -qx "/$d/" .git/info/exclude 2>/dev/null || echo "/$d/" >> .git/info/exclude; done
 mkdir -p .gl .whl
-rm -f .gpu/*.xz
+rm -f .gpu/*/*.xz
 mkdir -p .gpu/wgsl .gpu/fast
 # bench_exes TARGET_DIR CARGO_ARGS…: "name path" of the built unet_step / lora_apply executables.
 bench_exes() {
@@ -31,8 +31,9 @@ pack() {
 bench_exes "$CARGO_TARGET_DIR" --workspace | pack wgsl
 # fast: SPIR-V on Vulkan + autotune + fusion (feature `gpu-bench`), in its own target dir so the
 # workspace's feature set and CI's cache stay untouched (a cold build takes ~30 min on 2 cores).
-bench_exes "$HOME/.cache/stylus/target-gpu" -p stylus-diffusion --features gpu-bench | pack fast
-[ -s .gpu/wgsl/unet_step.xz ] && [ -s .gpu/fast/unet_step.xz ] || { echo "prepare.sh: a bench build failed (rerun the cargo command without --message-format to see why)" >&2; exit 1; }
+# `prepare.sh wgsl` skips it (then call run.sh wgsl only).
+[ "${1:-all}" = wgsl ] || bench_exes "$HOME/.cache/stylus/target-gpu" -p stylus-diffusion --features gpu-bench | pack fast
+[ -s .gpu/wgsl/unet_step.xz ] && { [ "${1:-all}" = wgsl ] || [ -s .gpu/fast/unet_step.xz ]; } || { echo "prepare.sh: a bench build failed (rerun the cargo command without --message-format to see why)" >&2; exit 1; }
 if [ ! -f .gl/.done ]; then
   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
   mkdir -p /tmp/amd64/partial

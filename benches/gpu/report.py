@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BUILDS = {
     "wgsl": "wgsl (the browser's build: WGSL, no autotune, no fusion)",
-    "fast": "fast (`gpu-bench`: SPIR-V on Vulkan, autotune, fusion)",
+    "fast": "fast (`gpu-bench`: SPIR-V on Vulkan, autotune)",
 }
 
 
@@ -50,12 +50,12 @@ def section(rows, torch, gpu, logs):
     out += ["", "PyTorch in each call (the same script, first thing in the call): " + "; ".join(
         f"call {c}: UNet step fp16 **{fmt(refs[c].get('unet_step_fp16_ms'))} ms**, fp32 {fmt(refs[c].get('unet_step_fp32_ms'))} ms, "
         f"5 rank-32 LoRAs fused {fmt(refs[c].get('lora_fuse_5x_rank32_ms'))} ms" for c in calls) + ". Goal (issue #5): burn-wgpu ≤ 1.5× PyTorch fp16.", ""]
-    out += ["| call | run | conv | attention | dtype | first step (ms) | step median (ms) | vs PyTorch fp16 | vs PyTorch fp32 |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    out += ["| call | run | conv | attention | matmul | dtype | first step (ms) | step median (ms) | vs PyTorch fp16 | vs PyTorch fp32 |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "step_ms_median" in r:
             m, f16, f32 = r["step_ms_median"], r["ref"].get("unet_step_fp16_ms"), r["ref"].get("unet_step_fp32_ms")
-            out.append(f"| {r['call']} | {r['run']} | {r.get('conv', 'backend')} | {r.get('attention', 'backend')} | {r.get('dtype', 'f32')} | "
+            out.append(f"| {r['call']} | {r['run']} | {r.get('conv', 'backend')} | {r.get('attention', 'backend')} | {r.get('matmul', 'backend')} | {r.get('dtype', 'f32')} | "
                        f"{fmt(r['first_step_ms'])} | {fmt(m)} | {fmt(m / f16 if f16 else None, 1)}× | {fmt(m / f32 if f32 else None, 1)}× |")
     out.append("")
     ops = [r for r in rows if "op" in r]

@@ -8,7 +8,8 @@
 # Writes $OUT/results.jsonl (one BENCH_JSON object per line, tagged with `run`), $OUT/torch.json,
 # $OUT/log.txt, $OUT/gpu.txt. Without NVIDIA it runs the same steps on the local Vulkan driver
 # (lavapipe here) with small sizes, to check the script itself. `run.sh wgsl` / `run.sh fast` measure
-# one build per device call (PyTorch is measured again in each).
+# one build per device call (PyTorch is measured again in each). PLAN=auto runs the second device
+# call's plan (the per-shape matmul routine) instead of the first's sweep.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 res="$OUT/results.jsonl"; log="$OUT/log.txt"; : > "$res"; : > "$log"
@@ -51,10 +52,24 @@ echo "== torch: exit $? after $((SECONDS - t0)) s" | tee -a "$log"
 for k in "${builds[@]}"; do
   # the fast build's first calls autotune every kernel shape: longer limits
   slow=$([ "$k" = fast ] && echo 2 || echo 1)
+  if [ "${PLAN:-sweep}" = auto ]; then
+    # the low-resolution GEMM shapes with burn's routine and cubek's Gemm (then the default step:
+    # the baseline), the per-shape routine choice at two output limits, and in f16
+    bench "unet-$k-low" 90 "$k" unet_step "${unet[@]}" --ops --ops-shapes low --ops-matmul backend,gemm
+    bench "unet-$k-auto" 60 "$k" unet_step "${unet[@]}" --matmul auto
+    bench "unet-$k-auto-1M" 60 "$k" unet_step "${unet[@]}" --matmul auto --small-output 1048576
+    bench "unet-$k-auto-f16" 60 "$k" unet_step "${unet[@]}" --matmul auto --dtype f16
+    continue
+  fi
+  # the engine's defaults (with the per-op table: each cubek matmul routine on the UNet's GEMM shapes),
+  # then flash attention with each matmul routine, then f16; the LoRA timing (already measured) last
+  bench "unet-$k" $((120 * slow)) "$k" unet_step "${unet[@]}" --ops
+  bench "unet-$k-flash" 60 "$k" unet_step "${unet[@]}" --attn flash
+  for m in ${MATMULS:-double-max simple-min double-min gemm}; do
+    bench "unet-$k-flash-$m" 60 "$k" unet_step "${unet[@]}" --attn flash --matmul "$m"
+  done
+  bench "unet-$k-f16-flash" 60 "$k" unet_step "${unet[@]}" --dtype f16 --attn flash ${F16_MATMUL:+--matmul $F16_MATMUL}
   [ -n "$small" ] || bench "lora-$k" $((60 * slow)) "$k" lora_apply --device wgpu --ranks 32,128 --reps 3
-  bench "unet-$k" $((90 * slow)) "$k" unet_step "${unet[@]}" --ops
-  bench "unet-$k-direct" 60 "$k" unet_step "${unet[@]}" --conv backend
-  bench "unet-$k-f16" 60 "$k" unet_step "${unet[@]}" --dtype f16
 done
 echo "== total $SECONDS s" | tee -a "$log"
 cat "$OUT"/torch.json "$res" 2>/dev/null

@@ -1,10 +1,12 @@
 //! One full-size SD1.5 UNet step (random weights; speed does not depend on them) on a chosen burn
 //! device: `cargo bench --profile dev -p stylus-diffusion --bench unet_step [--features wgpu] --
-//! --device cpu|wgpu --latent 64 --batch 2 --reps 2 [--conv backend|gemm] [--attn host|backend|explicit]
-//! [--dtype f32|f16] [--ops]`. One warm-up step first (wgpu compiles its kernels there, timed
+//! --device cpu|wgpu --latent 64 --batch 2 --reps 2 [--conv backend|gemm] [--attn host|backend|explicit|flash]
+//! [--matmul backend|simple-min|double-max|double-min|gemm|auto] [--small-output N] [--dtype f32|f16] [--ops
+//! [--ops-matmul a,b] [--ops-shapes low]]`. One warm-up step first (wgpu compiles its kernels there, timed
 //! separately), then `reps` timed steps, each synchronised by reading ε back. `--ops` times the
 //! single ops of ../shared/reference/GPU_NOTES.md first (matmul 1024², conv 3×3 320→320 at 64²,
-//! attention [1, 8, 4096, 40]) with each kernel choice. Prints `BENCH_JSON {…}` lines;
+//! attention [1, 8, 4096, 40]) with each kernel choice, and on wgpu the UNet's GEMM shapes with each
+//! cubek matmul routine (`stylus_diffusion::gpu`). Prints `BENCH_JSON {…}` lines;
 //! `benches/unet_step.py` runs it beside PyTorch and writes BENCHMARKS.md.
 
 use std::time::Instant;
@@ -13,6 +15,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, FloatDType, Tensor};
 use stylus_diffusion::attention::{multi_head_attention, AttentionConfig, AttentionKernel};
 use stylus_diffusion::device_named;
+use stylus_diffusion::gpu::{set_gpu_matmul, GpuMatmul};
 use stylus_diffusion::kernels::{conv2d_with, set_conv_kernel, ConvKernel};
 use stylus_diffusion::nn::{from_vec, to_vec};
 use stylus_sd::SdConfig;
@@ -41,11 +44,47 @@ fn time_op(device: &Device, reps: usize, mut f: impl FnMut() -> Tensor<4>) -> (f
 }
 
 /// The per-op table: each op with each kernel choice, as `BENCH_JSON {"op": …}` lines.
-fn ops(device: &Device, rng: &mut Rng, reps: usize) {
+fn ops(device: &Device, rng: &mut Rng, reps: usize, opt: &dyn Fn(&str) -> Option<String>) {
     let t = |v: Vec<f32>, s: [usize; 4]| from_vec(v, s, device).expect("upload");
     let a = t(rng.fill(1024 * 1024, 1.0), [1, 1, 1024, 1024]);
     let b = t(rng.fill(1024 * 1024, 1.0), [1, 1, 1024, 1024]);
-    let mut rows = vec![("matmul 1024²", "backend", time_op(device, reps, || a.clone().matmul(b.clone())))];
+    let mut rows: Vec<(String, String, (f64, f64))> = vec![];
+    // The UNet's GEMMs with each routine (wgpu only: elsewhere every routine is burn's matmul):
+    // a 1024² square, the 320-channel linears at 64² latents (CFG batch 2: 8192 rows), the
+    // feed-forward's 320→2560, and the 3×3 conv's im2col GEMM at 320 and 1280 channels.
+    let routines: &[GpuMatmul] = if device_is_wgpu(device) { &GpuMatmul::ALL } else { &[GpuMatmul::Backend] };
+    // `--ops-matmul` limits the routines and shapes (names: e.g. `backend,gemm`; `--ops-shapes low` the
+    // low-resolution ones only).
+    let routines: Vec<GpuMatmul> = match opt("--ops-matmul") {
+        Some(list) => list.split(',').filter_map(GpuMatmul::parse).collect(),
+        None => routines.to_vec(),
+    };
+    let all_shapes: [(&str, [usize; 4]); 10] = [
+        ("matmul 1024²", [1, 1024, 1024, 1024]),
+        ("linear 8192×320→320", [1, 8192, 320, 320]),
+        ("linear 8192×320→2560", [1, 8192, 320, 2560]),
+        ("conv-gemm 320×2880·2880×4096", [1, 320, 2880, 4096]),
+        ("conv-gemm 1280×11520·11520×64", [1, 1280, 11520, 64]),
+        // low resolutions at CFG batch 2 (one broadcast weight, as the UNet runs them)
+        ("conv-gemm 2×1280×11520·11520×64 (8²)", [2, 1280, 11520, 64]),
+        ("conv-gemm 2×1280×11520·11520×256 (16²)", [2, 1280, 11520, 256]),
+        ("conv-gemm 2×640×5760·5760×1024 (32²)", [2, 640, 5760, 1024]),
+        ("linear 128×1280→1280 (8²)", [1, 128, 1280, 1280]),
+        ("linear 512×1280→1280 (16²)", [1, 512, 1280, 1280]),
+    ];
+    let low = opt("--ops-shapes").as_deref() == Some("low");
+    for (label, [bs, m, k, n]) in all_shapes.into_iter().skip(if low { 5 } else { 0 }) {
+        let (x, y) = (t(rng.fill(m * k, 1.0), [1, 1, m, k]), t(rng.fill(bs * k * n, 0.05), [1, bs, k, n]));
+        for &r in &routines {
+            set_gpu_matmul(r);
+            report(label, r.name(), time_op(device, reps, || stylus_diffusion::gpu::matmul(x.clone(), y.clone())), reps);
+        }
+    }
+    set_gpu_matmul(GpuMatmul::Auto);
+    if low {
+        return;
+    }
+    rows.push(("matmul 1024²".into(), "tensor.matmul".into(), time_op(device, reps, || a.clone().matmul(b.clone()))));
     let x = t(rng.fill(320 * 64 * 64, 1.0), [1, 320, 64, 64]);
     let w = t(rng.fill(320 * 320 * 9, 0.02), [320, 320, 3, 3]);
     let bias = from_vec(rng.fill(320, 0.02), [320], device).expect("bias");
@@ -53,22 +92,33 @@ fn ops(device: &Device, rng: &mut Rng, reps: usize) {
         set_conv_kernel(kernel);
         let opts = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
         let name = if kernel == ConvKernel::Gemm { "gemm" } else { "backend" };
-        rows.push(("conv2d 320ch 64² 3×3", name, time_op(device, reps, || conv2d_with(x.clone(), w.clone(), Some(bias.clone()), opts.clone()))));
+        rows.push(("conv2d 320ch 64² 3×3".into(), name.into(), time_op(device, reps, || conv2d_with(x.clone(), w.clone(), Some(bias.clone()), opts.clone()))));
     }
     let q = from_vec(rng.fill(4096 * 320, 1.0), [1, 4096, 320], device).expect("q");
-    for (kernel, name) in [(AttentionKernel::Host, "host"), (AttentionKernel::Backend, "backend"), (AttentionKernel::Explicit, "explicit")] {
+    for name in ["host", "backend", "explicit", "flash"] {
+        let kernel = AttentionKernel::parse(name).expect("kernel name");
         let cfg = AttentionConfig { kernel, ..Default::default() };
         rows.push((
-            "attention [1,8,4096,40]",
-            name,
+            "attention [1,8,4096,40]".into(),
+            name.into(),
             time_op(device, reps, || multi_head_attention(q.clone(), q.clone(), q.clone(), 8, false, &cfg).unsqueeze::<4>()),
         ));
     }
-    for (op, kernel, (first, median)) in rows {
-        let out = serde_json::json!({"op": op, "kernel": kernel, "first_ms": first, "median_ms": median, "reps": reps});
-        eprintln!("unet_step: {out}");
-        println!("BENCH_JSON {out}");
+    for (op, kernel, timing) in rows {
+        report(&op, &kernel, timing, reps);
     }
+}
+
+/// One `BENCH_JSON {"op": …}` line (printed as soon as measured: a later crash or timeout keeps it).
+fn report(op: &str, kernel: &str, (first, median): (f64, f64), reps: usize) {
+    let out = serde_json::json!({"op": op, "kernel": kernel, "first_ms": first, "median_ms": median, "reps": reps});
+    eprintln!("unet_step: {out}");
+    println!("BENCH_JSON {out}");
+}
+
+/// Whether `device` is a wgpu device (the cube backend the matmul routines apply to).
+fn device_is_wgpu(device: &Device) -> bool {
+    format!("{device:?}").to_lowercase().contains("wgpu")
 }
 
 fn main() {
@@ -81,12 +131,10 @@ fn main() {
     let conv_name = arg("--conv", "gemm");
     let conv = ConvKernel::parse(&conv_name).unwrap_or_else(|| fail(format!("--conv {conv_name}: backend or gemm")));
     let attn_name = arg("--attn", "host");
-    let kernel = match attn_name.as_str() {
-        "host" => AttentionKernel::Host,
-        "backend" => AttentionKernel::Backend,
-        "explicit" => AttentionKernel::Explicit,
-        other => fail(format!("--attn {other}: host, backend or explicit")),
-    };
+    let kernel = AttentionKernel::parse(&attn_name).unwrap_or_else(|| fail(format!("--attn {attn_name}: host, backend, explicit or flash")));
+    let matmul_name = arg("--matmul", "auto");
+    let matmul =
+        GpuMatmul::parse(&matmul_name).unwrap_or_else(|| fail(format!("--matmul {matmul_name}: backend, simple-min, double-max, double-min, gemm or auto")));
     let dtype = arg("--dtype", "f32");
     let mut device = device_named(&device_name).unwrap_or_else(|e| fail(e.to_string()));
     match dtype.as_str() {
@@ -96,9 +144,14 @@ fn main() {
     }
     let mut rng = Rng(0x5eed);
     if args.iter().any(|a| a == "--ops") {
-        ops(&device, &mut rng, reps);
+        let opt = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+        ops(&device, &mut rng, reps, &opt);
     }
     set_conv_kernel(conv);
+    set_gpu_matmul(matmul);
+    let limit: usize =
+        arg("--small-output", &stylus_diffusion::gpu::DEFAULT_SMALL_OUTPUT.to_string()).parse().unwrap_or_else(|_| fail("--small-output: a number".into()));
+    stylus_diffusion::gpu::set_small_output_limit(limit);
     let cfg = SdConfig::v1_5();
     let t = Instant::now();
     let (unet, _, _) = random_unet(&cfg, &mut rng, &device);
@@ -113,12 +166,12 @@ fn main() {
         assert!(eps.iter().all(|v| v.is_finite()), "non-finite ε");
         t.elapsed().as_secs_f64() * 1e3
     };
-    eprintln!("unet_step: {device_name} {dtype}, conv {conv_name}, attention {attn_name}, latent {latent}², batch {batch}: weights ready in {load_ms:.0} ms; warm-up…");
+    eprintln!("unet_step: {device_name} {dtype}, conv {conv_name}, attention {attn_name}, matmul {matmul_name}, latent {latent}², batch {batch}: weights ready in {load_ms:.0} ms; warm-up…");
     let first_ms = step();
     let mut times: Vec<f64> = (0..reps).map(|_| step()).collect();
     times.sort_by(|a, b| a.total_cmp(b));
     let out = serde_json::json!({
-        "device": device_name, "dtype": dtype, "conv": conv_name, "attention": attn_name, "latent": latent, "batch": batch, "reps": reps,
+        "device": device_name, "dtype": dtype, "conv": conv_name, "attention": attn_name, "matmul": matmul_name, "small_output": limit, "latent": latent, "batch": batch, "reps": reps,
         "load_ms": load_ms, "first_step_ms": first_ms, "step_ms_median": times[times.len() / 2], "step_ms_min": times[0],
     });
     eprintln!("unet_step: {out}");

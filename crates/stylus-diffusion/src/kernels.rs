@@ -82,7 +82,7 @@ fn conv2d_gemm_within(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, 
     let k = c * kh * kw;
     let wm = weight.reshape([1, co, k]);
     let y = if kh == 1 && kw == 1 && pt + pb + pl + pr == 0 {
-        wm.matmul(x.reshape([n, c, h * w])).reshape([n, co, oh, ow])
+        crate::gpu::matmul(wm, x.reshape([n, c, h * w])).reshape([n, co, oh, ow])
     } else {
         let xp = if pt + pb + pl + pr == 0 { x } else { x.pad([(pt, pb), (pl, pr)], PadMode::Constant(0.0)) };
         // Output rows per tile so that one tile's columns `[n, k, rows·ow]` fit the budget.
@@ -100,7 +100,7 @@ fn conv2d_gemm_within(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, 
             }
             // [n, c, kh·kw, len, ow] → [n, c·kh·kw, len·ow]: the weight's [co, c, kh, kw] order.
             let cols: Tensor<3> = Tensor::stack::<5>(shifted, 2).reshape([n, k, len * ow]);
-            tiles.push(wm.clone().matmul(cols).reshape([n, co, len, ow]));
+            tiles.push(crate::gpu::matmul(wm.clone(), cols).reshape([n, co, len, ow]));
             r0 += len;
         }
         if tiles.len() == 1 {

@@ -16,6 +16,7 @@
 
 pub mod attention;
 pub mod clip;
+pub mod gpu;
 pub mod kernels;
 pub mod load;
 pub mod lora;

@@ -30,6 +30,21 @@ pub enum AttentionKernel {
     Backend,
     /// `softmax(q kᵀ · scale) v` written out with matmul + softmax.
     Explicit,
+    /// Flash attention on the cube backend (`gpu.rs`: no score matrix, so no chunking); where it
+    /// does not run (another backend, an adapter without plane operations) [`AttentionKernel::Explicit`].
+    Flash,
+}
+
+impl AttentionKernel {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "host" => Some(AttentionKernel::Host),
+            "backend" => Some(AttentionKernel::Backend),
+            "explicit" => Some(AttentionKernel::Explicit),
+            "flash" => Some(AttentionKernel::Flash),
+            _ => None,
+        }
+    }
 }
 
 /// Attention memory policy.
@@ -69,6 +84,12 @@ pub fn multi_head_attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usi
     let (d, dv) = (c / heads, cv / heads);
     let split = |x: Tensor<3>, s: usize, d: usize| x.reshape([b, s, heads, d]).swap_dims(1, 2);
     let (q, k, v) = (split(q, sq, d), split(k, sk, d), split(v, sk, dv));
+    if kernel == AttentionKernel::Flash {
+        if let Some(out) = crate::gpu::flash_attention(&q, &k, &v, causal) {
+            return out.swap_dims(1, 2).reshape([b, sq, heads * dv]);
+        }
+        kernel = AttentionKernel::Explicit;
+    }
     let rows = cfg.rows_per_chunk(b, heads, sk).min(sq);
     let out = if rows >= sq {
         attend(q, k, v, causal.then_some(0), kernel)
@@ -122,13 +143,13 @@ fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal_offset: Option<usize>
             let opts = AttentionModuleOptions { scale: None, softcap: None, is_causal: false };
             backend_attention(q, k, v, mask, None, opts)
         }
-        AttentionKernel::Explicit => {
-            let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (d as f64).sqrt());
+        AttentionKernel::Explicit | AttentionKernel::Flash => {
+            let scores = crate::gpu::matmul(q, k.swap_dims(2, 3)) * (1.0 / (d as f64).sqrt());
             let scores = match mask {
                 Some(m) => scores.mask_fill(m, f32::NEG_INFINITY),
                 None => scores,
             };
-            softmax(scores, 3).matmul(v)
+            crate::gpu::matmul(softmax(scores, 3), v)
         }
     }
 }
@@ -150,7 +171,7 @@ mod tests {
     fn chunked_equals_unchunked() {
         let dev = crate::cpu_device();
         let (b, heads, sq, sk, c) = (2, 4, 17, 11, 16);
-        for kernel in [AttentionKernel::Host, AttentionKernel::Backend, AttentionKernel::Explicit] {
+        for kernel in [AttentionKernel::Host, AttentionKernel::Backend, AttentionKernel::Explicit, AttentionKernel::Flash] {
             for (causal, keys) in [(false, sk), (true, sq)] {
                 let q = from_vec(pseudo(b * sq * c, 1), [b, sq, c], &dev).unwrap();
                 let k = from_vec(pseudo(b * keys * c, 2), [b, keys, c], &dev).unwrap();

@@ -6,10 +6,10 @@
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use burn::tensor::module::linear;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::Tensor;
 
+use crate::gpu::linear;
 use crate::kernels::conv2d_with as conv2d;
 
 /// The patch currently applied to one layer (`None`: the base weights alone). Cloning shares it.
