@@ -9,7 +9,9 @@
 # $OUT/log.txt, $OUT/gpu.txt. Without NVIDIA it runs the same steps on the local Vulkan driver
 # (lavapipe here) with small sizes, to check the script itself. `run.sh wgsl` / `run.sh fast` measure
 # one build per device call (PyTorch is measured again in each). PLAN=auto runs the second device
-# call's plan (the per-shape matmul routine) instead of the first's sweep.
+# call's plan (the per-shape matmul routine) instead of the first's sweep; PLAN=next the plan prepared
+# for the next device call (defaults in f32/f16, attention chunk budgets, the Gemm output limit, the
+# k condition of gpu::set_gemm_min_k_ratio).
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 res="$OUT/results.jsonl"; log="$OUT/log.txt"; : > "$res"; : > "$log"
@@ -52,6 +54,18 @@ echo "== torch: exit $? after $((SECONDS - t0)) s" | tee -a "$log"
 for k in "${builds[@]}"; do
   # the fast build's first calls autotune every kernel shape: longer limits
   slow=$([ "$k" = fast ] && echo 2 || echo 1)
+  if [ "${PLAN:-sweep}" = next ]; then
+    # prepared for the next lent device: the engine's defaults (f32 and f16), then bigger attention
+    # chunks (native adapters grant 2 GiB bindings: fewer, larger score matrices), then a larger
+    # output limit for cubek's Gemm routine
+    bench "unet-$k-default" 60 "$k" unet_step "${unet[@]}"
+    bench "unet-$k-default-f16" 60 "$k" unet_step "${unet[@]}" --dtype f16
+    bench "unet-$k-attn256" 60 "$k" unet_step "${unet[@]}" --attn-budget 256
+    bench "unet-$k-attn1024" 60 "$k" unet_step "${unet[@]}" --attn-budget 1024
+    bench "unet-$k-small2M" 60 "$k" unet_step "${unet[@]}" --small-output 2097152
+    bench "unet-$k-kratio2" 60 "$k" unet_step "${unet[@]}" --gemm-min-k-ratio 2
+    continue
+  fi
   if [ "${PLAN:-sweep}" = auto ]; then
     # the low-resolution GEMM shapes with burn's routine and cubek's Gemm (then the default step:
     # the baseline), the per-shape routine choice at two output limits, and in f16

@@ -1,7 +1,8 @@
 //! One full-size SD1.5 UNet step (random weights; speed does not depend on them) on a chosen burn
 //! device: `cargo bench --profile dev -p stylus-diffusion --bench unet_step [--features wgpu] --
 //! --device cpu|wgpu --latent 64 --batch 2 --reps 2 [--conv backend|gemm] [--attn host|backend|explicit|flash]
-//! [--matmul backend|simple-min|double-max|double-min|gemm|auto] [--small-output N] [--dtype f32|f16] [--ops
+//! [--matmul backend|simple-min|double-max|double-min|gemm|auto] [--small-output N] [--gemm-min-k-ratio R] [--attn-budget MiB]
+//! [--dtype f32|f16] [--ops
 //! [--ops-matmul a,b] [--ops-shapes low]]`. One warm-up step first (wgpu compiles its kernels there, timed
 //! separately), then `reps` timed steps, each synchronised by reading ε back. `--ops` times the
 //! single ops of ../shared/reference/GPU_NOTES.md first (matmul 1024², conv 3×3 320→320 at 64²,
@@ -152,11 +153,16 @@ fn main() {
     let limit: usize =
         arg("--small-output", &stylus_diffusion::gpu::DEFAULT_SMALL_OUTPUT.to_string()).parse().unwrap_or_else(|_| fail("--small-output: a number".into()));
     stylus_diffusion::gpu::set_small_output_limit(limit);
+    let k_ratio: usize = arg("--gemm-min-k-ratio", "0").parse().unwrap_or_else(|_| fail("--gemm-min-k-ratio: a number".into()));
+    stylus_diffusion::gpu::set_gemm_min_k_ratio(k_ratio);
     let cfg = SdConfig::v1_5();
     let t = Instant::now();
     let (unet, _, _) = random_unet(&cfg, &mut rng, &device);
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
-    let attn = AttentionConfig { kernel, ..Default::default() };
+    let budget_mib: usize = arg("--attn-budget", &(AttentionConfig::default().max_scores_bytes >> 20).to_string())
+        .parse()
+        .unwrap_or_else(|_| fail("--attn-budget: MiB, a number".into()));
+    let attn = AttentionConfig { kernel, max_scores_bytes: budget_mib << 20 };
     let (c, s) = (cfg.unet.in_channels, cfg.unet.cross_attention_dim);
     let mut step = || {
         let x = from_vec(rng.fill(batch * c * latent * latent, 1.0), [batch, c, latent, latent], &device).expect("x");
@@ -171,7 +177,7 @@ fn main() {
     let mut times: Vec<f64> = (0..reps).map(|_| step()).collect();
     times.sort_by(|a, b| a.total_cmp(b));
     let out = serde_json::json!({
-        "device": device_name, "dtype": dtype, "conv": conv_name, "attention": attn_name, "matmul": matmul_name, "small_output": limit, "latent": latent, "batch": batch, "reps": reps,
+        "device": device_name, "dtype": dtype, "conv": conv_name, "attention": attn_name, "matmul": matmul_name, "small_output": limit, "gemm_min_k_ratio": k_ratio, "attn_budget_mib": budget_mib, "latent": latent, "batch": batch, "reps": reps,
         "load_ms": load_ms, "first_step_ms": first_ms, "step_ms_median": times[times.len() / 2], "step_ms_min": times[0],
     });
     eprintln!("unet_step: {out}");

@@ -75,9 +75,21 @@ pub fn set_small_output_limit(elems: usize) {
     SMALL_OUTPUT.store(elems, Ordering::Relaxed);
 }
 
-/// The routine [`GpuMatmul::Auto`] picks for an output of `elems` elements.
-pub fn auto_routine(elems: usize) -> GpuMatmul {
-    if elems <= SMALL_OUTPUT.load(Ordering::Relaxed) {
+static MIN_K_RATIO: AtomicUsize = AtomicUsize::new(0);
+
+/// A second condition for `Gemm` under [`GpuMatmul::Auto`], off (0) by default: `k ≥ ratio·√(batch·m·n)`.
+/// Every single-op measurement on the H200 agrees with ratio 2 (`Gemm` won where `k/√out` was
+/// 3.2–14, tied at 1.6, lost 6× at 1.0 on 1024²), but a UNet step has not been timed with it yet
+/// (`benches/gpu/run.sh`, `PLAN=next`), so the measured rule stays the default.
+pub fn set_gemm_min_k_ratio(ratio: usize) {
+    MIN_K_RATIO.store(ratio, Ordering::Relaxed);
+}
+
+/// The routine [`GpuMatmul::Auto`] picks for an output of `elems` elements (batch included) and
+/// inner dimension `k`.
+pub fn auto_routine(elems: usize, k: usize) -> GpuMatmul {
+    let ratio = MIN_K_RATIO.load(Ordering::Relaxed) as f64;
+    if elems <= SMALL_OUTPUT.load(Ordering::Relaxed) && k as f64 >= ratio * (elems as f64).sqrt() {
         GpuMatmul::Gemm
     } else {
         GpuMatmul::Backend
@@ -106,7 +118,7 @@ pub fn matmul_with<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>, kind: GpuMatm
         GpuMatmul::Auto => {
             let (a, b) = (lhs.dims(), rhs.dims());
             let batch: usize = (0..D.saturating_sub(2)).map(|i| a[i].max(b[i])).product();
-            auto_routine(batch * a[D - 2] * b[D - 1])
+            auto_routine(batch * a[D - 2] * b[D - 1], a[D - 1])
         }
         k => k,
     };
@@ -139,8 +151,8 @@ pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Option<Tens
 /// Flash attention of `q` `[B, H, Sq, d]` over `k` `[B, H, Sk, d]`, `v` `[B, H, Sk, dv]`
 /// (scale `1/√d`; `causal` masks keys after the query's own position, `Sq == Sk`) on the cube
 /// backend; `None` where the tensors are elsewhere or the kernel refuses the problem (no plane
-/// operations on the adapter, a head dim its tiles do not divide) — the caller then runs the
-/// explicit, chunked attention.
+/// operations on the adapter, a head dim its tiles do not divide; always in the wasm32 build) —
+/// the caller then runs the explicit, chunked attention.
 pub fn flash_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, causal: bool) -> Option<Tensor<4>> {
     cube::flash_attention(q, k, v, causal)
 }
@@ -154,15 +166,12 @@ fn float_ok(d: DType) -> bool {
 #[cfg(feature = "wgpu")]
 mod cube {
     use super::{float_ok, GpuMatmul};
-    use burn::tensor::ops::AttentionModuleOptions;
     use burn::tensor::Tensor;
     use burn_backend::cubecl::dtype_to_storage_type;
-    use burn_cubecl::kernel::attention::flash_attention as cube_flash;
     use burn_cubecl::kernel::matmul::init_matmul_output;
     use burn_cubecl::tensor::CubeTensor;
     use burn_cubecl::CubeBackend;
     use burn_std::{MatmulTransformAnalysis, MatmulTransformPolicy};
-    use cubek::attention::forward::launch::{BlueprintStrategy as AttnBlueprint, Strategy as AttnStrategy};
     use cubek::matmul::definition::{MatmulElems, MatmulGlobalElems};
     use cubek::matmul::multi_level::routines::batch::{double_unit::DoubleUnitSelectionArgs, simple_unit::SimpleUnitSelectionArgs};
     use cubek::matmul::multi_level::routines::{gemm::GemmStrategy, TileSizeSelection};
@@ -217,7 +226,18 @@ mod cube {
         launched.ok().map(|_| Tensor::from_primitive::<CubeBackend>(out))
     }
 
+    /// Not in the browser build: opt-in and slower than the explicit attention where measured, and
+    /// its kernel family is 1.16 MB of engine wasm.
+    #[cfg(target_arch = "wasm32")]
+    pub fn flash_attention(_: &Tensor<4>, _: &Tensor<4>, _: &Tensor<4>, _: bool) -> Option<Tensor<4>> {
+        None
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn flash_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, causal: bool) -> Option<Tensor<4>> {
+        use burn::tensor::ops::AttentionModuleOptions;
+        use burn_cubecl::kernel::attention::flash_attention as cube_flash;
+        use cubek::attention::forward::launch::{BlueprintStrategy as AttnBlueprint, Strategy as AttnStrategy};
         let (pq, pk, pv) = (primitive(q)?, primitive(k)?, primitive(v)?);
         if !float_ok(pq.dtype) || pk.dtype != pq.dtype || pv.dtype != pq.dtype {
             return None;
@@ -346,8 +366,13 @@ mod tests {
 
     #[test]
     fn auto_takes_gemm_for_small_outputs_only() {
-        assert_eq!(auto_routine(2 * 1280 * 64), GpuMatmul::Gemm);
-        assert_eq!(auto_routine(2 * 4096 * 320), GpuMatmul::Backend);
+        assert_eq!(auto_routine(2 * 1280 * 64, 11520), GpuMatmul::Gemm);
+        assert_eq!(auto_routine(1024 * 1024, 1024), GpuMatmul::Gemm, "no k condition by default");
+        assert_eq!(auto_routine(2 * 4096 * 320, 2880), GpuMatmul::Backend);
+        set_gemm_min_k_ratio(2);
+        assert_eq!(auto_routine(2 * 1280 * 64, 11520), GpuMatmul::Gemm);
+        assert_eq!(auto_routine(1024 * 1024, 1024), GpuMatmul::Backend);
+        set_gemm_min_k_ratio(0);
     }
 
     #[test]
