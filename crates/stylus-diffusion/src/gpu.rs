@@ -168,6 +168,7 @@ mod cube {
     use super::{float_ok, GpuMatmul};
     use burn::tensor::Tensor;
     use burn_backend::cubecl::dtype_to_storage_type;
+    use burn_cubecl::cubecl::ir::features::Plane;
     use burn_cubecl::kernel::matmul::init_matmul_output;
     use burn_cubecl::tensor::CubeTensor;
     use burn_cubecl::CubeBackend;
@@ -188,6 +189,16 @@ mod cube {
         primitive(t).is_some()
     }
 
+    /// Whether the adapter runs subgroup ("plane") operations, which cubek's `Gemm` routine reduces
+    /// with (`plane_sum`). In the browser only where WebGPU grants the `subgroups` feature:
+    /// Chromium's SwiftShader does not, and `Gemm` there gave wrong results and a wasm trap (the
+    /// e2e tests caught it). Natively cubecl does not advertise plane ops on CPU adapters although
+    /// wgpu runs them: lavapipe (subgroups of 8) computes `Gemm` correctly (tested).
+    fn plane_ops(t: &CubeTensor) -> bool {
+        let props = t.client.properties();
+        props.features.plane.contains(Plane::Ops) || (cfg!(not(target_arch = "wasm32")) && props.hardware.plane_size_min >= 2)
+    }
+
     fn strategy(kind: GpuMatmul) -> Strategy {
         let unit = |tile_size| SimpleUnitSelectionArgs { tile_size };
         let double = |tile_size| DoubleUnitSelectionArgs { tile_size };
@@ -203,7 +214,7 @@ mod cube {
     pub fn matmul<const D: usize>(lhs: &Tensor<D>, rhs: &Tensor<D>, kind: GpuMatmul) -> Option<Tensor<D>> {
         let (mut l, r) = (primitive(lhs)?, primitive(rhs)?);
         let dtype = l.dtype;
-        if r.dtype != dtype || !float_ok(dtype) {
+        if r.dtype != dtype || !float_ok(dtype) || (kind == GpuMatmul::Gemm && !plane_ops(&l)) {
             return None;
         }
         let out = init_matmul_output(&l, &r, dtype);
