@@ -53,7 +53,7 @@ fn ops(device: &Device, rng: &mut Rng, reps: usize, opt: &dyn Fn(&str) -> Option
     // The UNet's GEMMs with each routine (wgpu only: elsewhere every routine is burn's matmul):
     // a 1024² square, the 320-channel linears at 64² latents (CFG batch 2: 8192 rows), the
     // feed-forward's 320→2560, and the 3×3 conv's im2col GEMM at 320 and 1280 channels.
-    let routines: &[GpuMatmul] = if device_is_wgpu(device) { &GpuMatmul::ALL } else { &[GpuMatmul::Backend] };
+    let routines: &[GpuMatmul] = if stylus_diffusion::gpu::on_cube(&a) { &GpuMatmul::ALL } else { &[GpuMatmul::Backend] };
     // `--ops-matmul` limits the routines and shapes (names: e.g. `backend,gemm`; `--ops-shapes low` the
     // low-resolution ones only).
     let routines: Vec<GpuMatmul> = match opt("--ops-matmul") {
@@ -117,14 +117,10 @@ fn report(op: &str, kernel: &str, (first, median): (f64, f64), reps: usize) {
     println!("BENCH_JSON {out}");
 }
 
-/// Whether `device` is a wgpu device (the cube backend the matmul routines apply to).
-fn device_is_wgpu(device: &Device) -> bool {
-    format!("{device:?}").to_lowercase().contains("wgpu")
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str, def: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| def.to_string());
+    let opt = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let arg = |name: &str, def: &str| opt(name).unwrap_or_else(|| def.to_string());
     let device_name = arg("--device", "cpu");
     let latent: usize = arg("--latent", "64").parse().unwrap_or_else(|_| fail("--latent: a number".into()));
     let batch: usize = arg("--batch", "2").parse().unwrap_or_else(|_| fail("--batch: a number".into()));
@@ -145,7 +141,6 @@ fn main() {
     }
     let mut rng = Rng(0x5eed);
     if args.iter().any(|a| a == "--ops") {
-        let opt = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
         ops(&device, &mut rng, reps, &opt);
     }
     set_conv_kernel(conv);

@@ -17,7 +17,7 @@
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use burn::tensor::module::linear as backend_linear;
-use burn::tensor::{DType, Tensor};
+use burn::tensor::Tensor;
 
 /// Which cubek routine [`matmul`] launches on the cube backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +148,11 @@ pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Option<Tens
     y.reshape(out)
 }
 
+/// Whether `t` lives on the cube backend (wgpu), where the routines here apply.
+pub fn on_cube<const D: usize>(t: &Tensor<D>) -> bool {
+    cube::is_cube(t)
+}
+
 /// Flash attention of `q` `[B, H, Sq, d]` over `k` `[B, H, Sk, d]`, `v` `[B, H, Sk, dv]`
 /// (scale `1/√d`; `causal` masks keys after the query's own position, `Sq == Sk`) on the cube
 /// backend; `None` where the tensors are elsewhere or the kernel refuses the problem (no plane
@@ -157,16 +162,10 @@ pub fn flash_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, causal: bool
     cube::flash_attention(q, k, v, causal)
 }
 
-/// Whether float dtype `d` is one the cube routines here take.
-#[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
-fn float_ok(d: DType) -> bool {
-    matches!(d, DType::F32 | DType::F16 | DType::BF16)
-}
-
 #[cfg(feature = "wgpu")]
 mod cube {
-    use super::{float_ok, GpuMatmul};
-    use burn::tensor::Tensor;
+    use super::GpuMatmul;
+    use burn::tensor::{DType, Tensor};
     use burn_backend::cubecl::dtype_to_storage_type;
     use burn_cubecl::cubecl::ir::features::Plane;
     use burn_cubecl::kernel::matmul::init_matmul_output;
@@ -180,6 +179,11 @@ mod cube {
     use cubek::matmul::routine::BlueprintStrategy;
     use cubek::matmul::strategy::Strategy;
     use cubek::std::InputBinding;
+
+    /// Whether float dtype `d` is one the cube routines here take.
+    fn float_ok(d: DType) -> bool {
+        matches!(d, DType::F32 | DType::F16 | DType::BF16)
+    }
 
     fn primitive<const D: usize>(t: &Tensor<D>) -> Option<CubeTensor> {
         t.clone().try_into_primitive::<CubeBackend>().ok()
@@ -281,7 +285,7 @@ mod cube {
 mod tests {
     use super::*;
     use crate::nn::{from_vec, to_vec};
-    use crate::testing::pseudo;
+    use crate::testing::{max_diff, pseudo};
 
     /// `a [bs_a, m, k] · b [bs_b, k, n]` in f64 with batch broadcast (one side's batch may be 1).
     fn reference(a: &[f32], b: &[f32], [ba, bb, m, k, n]: [usize; 5]) -> Vec<f32> {
@@ -316,14 +320,14 @@ mod tests {
                 }
                 let got = to_vec(matmul_with(a.clone(), b.clone(), kind)).unwrap();
                 assert_eq!(got.len(), want.len());
-                let err = got.iter().zip(&want).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+                let err = max_diff(&got, &want);
                 assert!(err <= 1e-4 * k as f32, "{kind:?} {dims:?}: max |diff| {err}");
             }
             // a transposed (strided) right operand, as attention's `k.swap_dims`
             let bt = from_vec(transpose(&pseudo(bb * k * n, 2), bb, k, n), [bb, n, k], &dev).unwrap().swap_dims(1, 2);
             for kind in GpuMatmul::ALL {
                 let got = to_vec(matmul_with(a.clone(), bt.clone(), kind)).unwrap();
-                let err = got.iter().zip(&want).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+                let err = max_diff(&got, &want);
                 assert!(err <= 1e-4 * k as f32, "{kind:?} {dims:?} strided: {err}");
             }
         }
@@ -349,7 +353,7 @@ mod tests {
             let cfg = |kernel| AttentionConfig { kernel, ..Default::default() };
             let want = to_vec(multi_head_attention(q.clone(), k.clone(), v.clone(), heads, causal, &cfg(AttentionKernel::Explicit))).unwrap();
             let got = to_vec(multi_head_attention(q.clone(), k.clone(), v.clone(), heads, causal, &cfg(AttentionKernel::Flash))).unwrap();
-            let err = got.iter().zip(&want).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            let err = max_diff(&got, &want);
             assert!(err <= 1e-4, "sq {sq} sk {sk} causal {causal}: {err}");
             if cube::is_cube(&q) {
                 let split = |x: Tensor<3>, s| x.reshape([b, s, heads, d]).swap_dims(1, 2);
@@ -369,7 +373,7 @@ mod tests {
         for kind in GpuMatmul::ALL {
             set_gpu_matmul(kind);
             let got = to_vec(linear(x.clone(), w.clone(), Some(bias.clone()))).unwrap();
-            let err = got.iter().zip(&want).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            let err = max_diff(&got, &want);
             assert!(err <= 1e-5, "{kind:?}: {err}");
         }
         set_gpu_matmul(GpuMatmul::Auto);

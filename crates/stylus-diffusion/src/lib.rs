@@ -47,6 +47,11 @@ pub(crate) mod testing {
     pub fn pseudo(n: usize, seed: u32) -> Vec<f32> {
         (0..n).map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0).collect()
     }
+
+    /// Largest elementwise |a − b| (over the shorter length).
+    pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    }
 }
 
 /// The CPU device of the default build (burn's `flex` backend).

@@ -158,11 +158,7 @@ fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal_offset: Option<usize>
 mod tests {
     use super::*;
     use crate::nn::{from_vec, to_vec};
-    use crate::testing::pseudo;
-
-    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-    }
+    use crate::testing::{max_diff, pseudo};
 
     /// Chunked (tiny budget: 3 query rows per chunk, uneven last chunk) equals unchunked, for every
     /// kernel (the host kernel ignores the budget: its own row blocks are tested in `host.rs`),
