@@ -28,12 +28,13 @@ pack() {
 }
 # wgsl: the workspace feature set (stylus-cli turns on stylus-diffusion/wgpu), the shared target dir, so
 # nothing is rebuilt: what the browser runs (WGSL, no autotune, no fusion).
-bench_exes "$CARGO_TARGET_DIR" --workspace | pack wgsl
-# fast: SPIR-V on Vulkan + autotune + fusion (feature `gpu-bench`), in its own target dir so the
+# `prepare.sh fast` skips it (then call run.sh fast only).
+[ "${1:-all}" = fast ] || bench_exes "$CARGO_TARGET_DIR" --workspace | pack wgsl
+# fast: SPIR-V on Vulkan, cooperative matrices (feature `gpu-bench`), in its own target dir so the
 # workspace's feature set and CI's cache stay untouched (a cold build takes ~30 min on 2 cores).
 # `prepare.sh wgsl` skips it (then call run.sh wgsl only).
 [ "${1:-all}" = wgsl ] || bench_exes "$HOME/.cache/stylus/target-gpu" -p stylus-diffusion --features gpu-bench | pack fast
-[ -s .gpu/wgsl/unet_step.xz ] && { [ "${1:-all}" = wgsl ] || [ -s .gpu/fast/unet_step.xz ]; } || { echo "prepare.sh: a bench build failed (rerun the cargo command without --message-format to see why)" >&2; exit 1; }
+{ [ "${1:-all}" = fast ] || [ -s .gpu/wgsl/unet_step.xz ]; } && { [ "${1:-all}" = wgsl ] || [ -s .gpu/fast/unet_step.xz ]; } || { echo "prepare.sh: a bench build failed (rerun the cargo command without --message-format to see why)" >&2; exit 1; }
 if [ ! -f .gl/.done ]; then
   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
   mkdir -p /tmp/amd64/partial

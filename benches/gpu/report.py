@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BUILDS = {
     "wgsl": "wgsl (the browser's build: WGSL, no autotune, no fusion)",
-    "fast": "fast (`gpu-bench`: SPIR-V on Vulkan, autotune)",
+    "fast": "fast (`gpu-bench`: SPIR-V on Vulkan, where cooperative matrices (tensor cores) exist; autotune in runs before 2026-11-28 only)",
 }
 
 
@@ -37,6 +37,11 @@ def fmt(v, nd=1):
     return "–" if v is None else f"{v:,.{nd}f}"
 
 
+def err(v):
+    """A relative error (max |diff| / max |reference|) as a short number, '–' where not measured."""
+    return "–" if v is None else v if isinstance(v, str) else f"{v:.1e}"
+
+
 def section(rows, torch, gpu, logs):
     day = datetime.date.today().isoformat()
     out = ["## On a lent GPU: burn on Vulkan vs PyTorch (issues #5, #6)", "",
@@ -50,19 +55,19 @@ def section(rows, torch, gpu, logs):
     out += ["", "PyTorch in each call (the same script, first thing in the call): " + "; ".join(
         f"call {c}: UNet step fp16 **{fmt(refs[c].get('unet_step_fp16_ms'))} ms**, fp32 {fmt(refs[c].get('unet_step_fp32_ms'))} ms, "
         f"5 rank-32 LoRAs fused {fmt(refs[c].get('lora_fuse_5x_rank32_ms'))} ms" for c in calls) + ". Goal (issue #5): burn-wgpu ≤ 1.5× PyTorch fp16.", ""]
-    out += ["| call | run | conv | attention | matmul | dtype | first step (ms) | step median (ms) | vs PyTorch fp16 | vs PyTorch fp32 |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    out += ["| call | run | conv | attention | matmul | dtype | first step (ms) | step median (ms) | vs PyTorch fp16 | vs PyTorch fp32 | check: rel. error of ε |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "step_ms_median" in r:
             m, f16, f32 = r["step_ms_median"], r["ref"].get("unet_step_fp16_ms"), r["ref"].get("unet_step_fp32_ms")
             out.append(f"| {r['call']} | {r['run']} | {r.get('conv', 'backend')} | {r.get('attention', 'backend')} | {r.get('matmul', 'backend')} | {r.get('dtype', 'f32')} | "
-                       f"{fmt(r['first_step_ms'])} | {fmt(m)} | {fmt(m / f16 if f16 else None, 1)}× | {fmt(m / f32 if f32 else None, 1)}× |")
+                       f"{fmt(r['first_step_ms'])} | {fmt(m)} | {fmt(m / f16 if f16 else None, 1)}× | {fmt(m / f32 if f32 else None, 1)}× | {err(r.get('check_rel_err'))} |")
     out.append("")
     ops = [r for r in rows if "op" in r]
     if ops:
         out += ["Single ops (median of the reps after one warm-up call; first call apart):", "",
-                "| call | build | op | kernel | first call (ms) | median (ms) |", "|---|---|---|---|---|---|"]
-        out += [f"| {r['call']} | {r['build']} | {r['op']} | {r['kernel']} | {fmt(r['first_ms'])} | {fmt(r['median_ms'], 3)} |" for r in ops]
+                "| call | build | dtype | op | kernel | first call (ms) | median (ms) | rel. error |", "|---|---|---|---|---|---|---|---|"]
+        out += [f"| {r['call']} | {r['build']} | {r.get('dtype') or ('f16' if 'f16' in r['run'] else 'f32')} | {r['op']} | {r['kernel']} | {fmt(r['first_ms'])} | {fmt(r['median_ms'], 3)} | {err(r.get('rel_err'))} |" for r in ops]
         out.append("")
     lora = [r for r in rows if "results" in r]
     if lora:
@@ -74,7 +79,7 @@ def section(rows, torch, gpu, logs):
         for r in lora:
             for x in r["results"]:
                 ref = r["ref"].get(f"lora_fuse_5x_rank{x['rank']}_ms")
-                out.append(f"| {r['call']} | {r['build']} | {x['rank']} | {fmt(x['apply5_ms'])} | {fmt(ref)} | {fmt(x['apply5_ms'] / ref if ref else None, 1)}× | "
+                out.append(f"| {r['call']} | {r['build']}{' f16' if r.get('dtype') == 'f16' else ''} | {x['rank']} | {fmt(x['apply5_ms'])} | {fmt(ref)} | {fmt(x['apply5_ms'] / ref if ref else None, 1)}× | "
                            f"{fmt(x['switch_ms'])} | {fmt(x['per_image_4_masks_ms'])} | {fmt(x['restore_ms'])} | {x['switch_base_bytes_reuploaded']} |")
         out.append("")
     if logs:

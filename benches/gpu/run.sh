@@ -4,14 +4,16 @@
 # on the same GPU, in one call, in priority order, each step under its own timeout so that one slow
 # or failing variant cannot take the others down. Two builds of the same benches:
 #   wgsl — the workspace build, what the browser runs (WGSL shaders, no autotune, no fusion);
-#   fast — feature `gpu-bench` (SPIR-V on Vulkan, burn autotune, kernel fusion).
+#   fast — feature `gpu-bench` (SPIR-V on Vulkan: cooperative matrices, i.e. tensor cores; no autotune).
 # Writes $OUT/results.jsonl (one BENCH_JSON object per line, tagged with `run`), $OUT/torch.json,
 # $OUT/log.txt, $OUT/gpu.txt. Without NVIDIA it runs the same steps on the local Vulkan driver
-# (lavapipe here) with small sizes, to check the script itself. `run.sh wgsl` / `run.sh fast` measure
+# (lavapipe here) with small sizes, to check the script itself (the wgsl build: lavapipe crashes compiling
+# the fast build's SPIR-V). `run.sh wgsl` / `run.sh fast` measure
 # one build per device call (PyTorch is measured again in each). PLAN=auto runs the second device
 # call's plan (the per-shape matmul routine) instead of the first's sweep; PLAN=next the plan prepared
 # for the next device call (defaults in f32/f16, attention chunk budgets, the Gemm output limit, the
-# k condition of gpu::set_gemm_min_k_ratio).
+# k condition of gpu::set_gemm_min_k_ratio); PLAN=tc the tensor-core plan (fast build: the cmma matmul
+# routines and the tensor-core flash attention in f16, each step checked against the unit routines).
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 res="$OUT/results.jsonl"; log="$OUT/log.txt"; : > "$res"; : > "$log"
@@ -64,6 +66,25 @@ for k in "${builds[@]}"; do
     bench "unet-$k-attn1024" 60 "$k" unet_step "${unet[@]}" --attn-budget 1024
     bench "unet-$k-small2M" 60 "$k" unet_step "${unet[@]}" --small-output 2097152
     bench "unet-$k-kratio2" 60 "$k" unet_step "${unet[@]}" --gemm-min-k-ratio 2
+    continue
+  fi
+  if [ "${PLAN:-sweep}" = tc ]; then
+    # tensor cores (SPIR-V cooperative matrices, f16 operands), in priority order: burn's own cmma
+    # routine for every GEMM (explicit attention: cubek's unit flash kernel compiled for 4 s per shape
+    # on this GPU, and its steps timed out); the per-size rule; the per-op table (each routine on the
+    # UNet's GEMM shapes, each attention kernel, with errors and first-call times); the tensor-core
+    # flash attention in a step; the other cmma routines; f32; the LoRA timing in f16. Every step is
+    # checked against the unit routines (`check_rel_err`). (lavapipe cannot compile this build's SPIR-V.)
+    tcm=${TC_MATMULS:-simple-cmma double-cmma specialized-cmma ordered-cmma}
+    bench "tc-$k-f16-simple-cmma" 60 "$k" unet_step "${unet[@]}" --dtype f16 --matmul simple-cmma --attn explicit --check
+    bench "tc-$k-f16-auto" 60 "$k" unet_step "${unet[@]}" --dtype f16 --attn explicit --check
+    bench "tc-$k-f16-ops" 150 "$k" unet_step "${unet[@]}" --dtype f16 --ops-only --ops-matmul "backend,simple-min,gemm,${tcm// /,}"
+    bench "tc-$k-f16-simple-cmma-flash" 60 "$k" unet_step "${unet[@]}" --dtype f16 --matmul simple-cmma --attn flash --check
+    for m in $tcm; do
+      [ "$m" = simple-cmma ] || bench "tc-$k-f16-$m" 60 "$k" unet_step "${unet[@]}" --dtype f16 --matmul "$m" --attn explicit --check
+    done
+    bench "tc-$k-f32" 60 "$k" unet_step "${unet[@]}" --attn explicit --check
+    bench "tc-$k-lora-f16" 60 "$k" lora_apply --device wgpu --ranks 32 --reps 3 --dtype f16
     continue
   fi
   if [ "${PLAN:-sweep}" = auto ]; then

@@ -4,15 +4,15 @@
 //! to 5 other adapters, a per-image (masked) set and a restore. Reports the bytes each step sends
 //! to the device and how many of them are base weights (goal 0).
 //!
-//! `cargo bench -p stylus-diffusion --bench lora_apply -- [--ranks 32,128] [--reps 3] [--device cpu|wgpu]`
+//! `cargo bench -p stylus-diffusion --bench lora_apply -- [--ranks 32,128] [--reps 3] [--device cpu|wgpu] [--dtype f32|f16]`
 //! (`--features wgpu` for the GPU; the device script in benches/gpu/ runs it on a lent GPU) prints a
 //! table and one `BENCH_JSON {…}` line; `benches/lora_apply.py` runs it next to the PyTorch
 //! reference and writes BENCHMARKS.md.
 
 use std::time::Instant;
 
-use stylus_diffusion::nn::uploaded_bytes;
 use stylus_diffusion::device_named;
+use stylus_diffusion::nn::uploaded_bytes;
 use stylus_lora::{LoraFile, ModuleKey, ModuleTable};
 use stylus_sd::{sd_params, Component, SdConfig};
 
@@ -71,13 +71,17 @@ fn main() {
     let ranks: Vec<usize> = arg("--ranks").unwrap_or_else(|| "32,128".into()).split(',').filter_map(|r| r.parse().ok()).collect();
     let reps: usize = arg("--reps").and_then(|r| r.parse().ok()).unwrap_or(3).max(1);
     let device_name = arg("--device").unwrap_or_else(|| "cpu".into());
-    let device = match device_named(&device_name) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("lora_apply: {e}");
-            std::process::exit(2);
-        }
+    let dtype = arg("--dtype").unwrap_or_else(|| "f32".into());
+    let fail = |msg: String| -> ! {
+        eprintln!("lora_apply: {msg}");
+        std::process::exit(2);
     };
+    let mut device = device_named(&device_name).unwrap_or_else(|e| fail(e.to_string()));
+    match dtype.as_str() {
+        "f32" => {}
+        "f16" => device.configure(burn::tensor::FloatDType::F16).unwrap_or_else(|e| fail(format!("f16 on {device_name}: {e:?}"))),
+        other => fail(format!("--dtype {other}: f32 or f16")),
+    }
     let cfg = SdConfig::v1_5();
 
     // Full-size UNet with random weights (text encoder / VAE slots zero-filled, then dropped).
@@ -150,6 +154,6 @@ fn main() {
         results.push(row);
     }
     drop(unet);
-    let out = serde_json::json!({ "device": device_name, "unet_params": unet_params, "build_ms": load_ms, "reps": reps, "threads": 1, "results": results });
+    let out = serde_json::json!({ "device": device_name, "dtype": dtype, "unet_params": unet_params, "build_ms": load_ms, "reps": reps, "threads": 1, "results": results });
     println!("BENCH_JSON {out}");
 }

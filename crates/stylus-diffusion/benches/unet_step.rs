@@ -1,9 +1,10 @@
 //! One full-size SD1.5 UNet step (random weights; speed does not depend on them) on a chosen burn
 //! device: `cargo bench --profile dev -p stylus-diffusion --bench unet_step [--features wgpu] --
 //! --device cpu|wgpu --latent 64 --batch 2 --reps 2 [--conv backend|gemm] [--attn host|backend|explicit|flash]
-//! [--matmul backend|simple-min|double-max|double-min|gemm|auto] [--small-output N] [--gemm-min-k-ratio R] [--attn-budget MiB]
-//! [--dtype f32|f16] [--ops
-//! [--ops-matmul a,b] [--ops-shapes low]]`. One warm-up step first (wgpu compiles its kernels there, timed
+//! [--matmul ROUTINE] [--auto-small ROUTINE] [--auto-large ROUTINE] [--small-output N] [--gemm-min-k-ratio R]
+//! [--attn-budget MiB] [--flash-planes N] [--dtype f32|f16] [--check] [--ops|--ops-only [--ops-matmul a,b] [--ops-shapes low]]`
+//! (ROUTINE: a `stylus_diffusion::gpu::GpuMatmul` name: backend, simple-min, double-max, double-min, gemm,
+//! auto, simple-cmma, double-cmma, specialized-cmma, ordered-cmma). One warm-up step first (wgpu compiles its kernels there, timed
 //! separately), then `reps` timed steps, each synchronised by reading ε back. `--ops` times the
 //! single ops of ../shared/reference/GPU_NOTES.md first (matmul 1024², conv 3×3 320→320 at 64²,
 //! attention [1, 8, 4096, 40]) with each kernel choice, and on wgpu the UNet's GEMM shapes with each
@@ -45,7 +46,7 @@ fn time_op(device: &Device, reps: usize, mut f: impl FnMut() -> Tensor<4>) -> (f
 }
 
 /// The per-op table: each op with each kernel choice, as `BENCH_JSON {"op": …}` lines.
-fn ops(device: &Device, rng: &mut Rng, reps: usize, opt: &dyn Fn(&str) -> Option<String>) {
+fn ops(device: &Device, rng: &mut Rng, reps: usize, flash_planes: u8, opt: &dyn Fn(&str) -> Option<String>) {
     let t = |v: Vec<f32>, s: [usize; 4]| from_vec(v, s, device).expect("upload");
     let a = t(rng.fill(1024 * 1024, 1.0), [1, 1, 1024, 1024]);
     let b = t(rng.fill(1024 * 1024, 1.0), [1, 1, 1024, 1024]);
@@ -76,9 +77,12 @@ fn ops(device: &Device, rng: &mut Rng, reps: usize, opt: &dyn Fn(&str) -> Option
     let low = opt("--ops-shapes").as_deref() == Some("low");
     for (label, [bs, m, k, n]) in all_shapes.into_iter().skip(if low { 5 } else { 0 }) {
         let (x, y) = (t(rng.fill(m * k, 1.0), [1, 1, m, k]), t(rng.fill(bs * k * n, 0.05), [1, bs, k, n]));
+        // each routine's result against the unit routine's (no tensor cores, no plane ops)
+        let want = to_vec(stylus_diffusion::gpu::matmul_with(x.clone(), y.clone(), GpuMatmul::SimpleUnitMin)).expect("read");
         for &r in &routines {
             set_gpu_matmul(r);
-            report(label, r.name(), time_op(device, reps, || stylus_diffusion::gpu::matmul(x.clone(), y.clone())), reps);
+            let err = rel_err(&to_vec(stylus_diffusion::gpu::matmul(x.clone(), y.clone())).expect("read"), &want);
+            report_err(label, r.name(), time_op(device, reps, || stylus_diffusion::gpu::matmul(x.clone(), y.clone())), reps, Some(err));
         }
     }
     set_gpu_matmul(GpuMatmul::Auto);
@@ -96,23 +100,48 @@ fn ops(device: &Device, rng: &mut Rng, reps: usize, opt: &dyn Fn(&str) -> Option
         rows.push(("conv2d 320ch 64² 3×3".into(), name.into(), time_op(device, reps, || conv2d_with(x.clone(), w.clone(), Some(bias.clone()), opts.clone()))));
     }
     let q = from_vec(rng.fill(4096 * 320, 1.0), [1, 4096, 320], device).expect("q");
-    for name in ["host", "backend", "explicit", "flash"] {
-        let kernel = AttentionKernel::parse(name).expect("kernel name");
-        let cfg = AttentionConfig { kernel, ..Default::default() };
-        rows.push((
-            "attention [1,8,4096,40]".into(),
-            name.into(),
-            time_op(device, reps, || multi_head_attention(q.clone(), q.clone(), q.clone(), 8, false, &cfg).unsqueeze::<4>()),
-        ));
+    let kv = from_vec(rng.fill(4096 * 320, 1.0), [1, 4096, 320], device).expect("kv");
+    let ctx = from_vec(rng.fill(77 * 320, 1.0), [1, 77, 320], device).expect("ctx");
+    for (op, keys) in [("attention [1,8,4096,40]", &kv), ("cross-attention [1,8,4096,40]·77", &ctx)] {
+        let explicit = AttentionConfig { kernel: AttentionKernel::Explicit, ..Default::default() };
+        let want = to_vec(multi_head_attention(q.clone(), keys.clone(), keys.clone(), 8, false, &explicit)).expect("read");
+        // `flash` tries the tensor-core kernel first (where the adapter has f16 cooperative
+        // matrices); `flash-unit` is cubek's unit kernel alone
+        for name in ["host", "backend", "explicit", "flash", "flash-unit"] {
+            let kernel = AttentionKernel::parse(name.trim_end_matches("-unit")).expect("kernel name");
+            stylus_diffusion::gpu::set_flash_planes(if name == "flash-unit" { 0 } else { flash_planes });
+            let cfg = AttentionConfig { kernel, ..Default::default() };
+            let run = || multi_head_attention(q.clone(), keys.clone(), keys.clone(), 8, false, &cfg);
+            let err = rel_err(&to_vec(run()).expect("read"), &want);
+            report_err(op, name, time_op(device, reps, || run().unsqueeze::<4>()), reps, Some(err));
+        }
     }
+    stylus_diffusion::gpu::set_flash_planes(flash_planes);
     for (op, kernel, timing) in rows {
         report(&op, &kernel, timing, reps);
     }
 }
 
+/// `max |got − want| / max |want|` (NaN where the lengths differ or a value is not finite).
+fn rel_err(got: &[f32], want: &[f32]) -> f64 {
+    if got.len() != want.len() {
+        return f64::NAN;
+    }
+    let scale = want.iter().fold(0f64, |m, v| m.max(v.abs() as f64)).max(1e-30);
+    got.iter().zip(want).fold(0f64, |m, (a, b)| if a.is_finite() { m.max((a - b).abs() as f64) } else { f64::NAN }) / scale
+}
+
 /// One `BENCH_JSON {"op": …}` line (printed as soon as measured: a later crash or timeout keeps it).
-fn report(op: &str, kernel: &str, (first, median): (f64, f64), reps: usize) {
-    let out = serde_json::json!({"op": op, "kernel": kernel, "first_ms": first, "median_ms": median, "reps": reps});
+fn report(op: &str, kernel: &str, timing: (f64, f64), reps: usize) {
+    report_err(op, kernel, timing, reps, None)
+}
+
+/// [`report`] with the result's relative error against a reference kernel.
+fn report_err(op: &str, kernel: &str, (first, median): (f64, f64), reps: usize, rel_err: Option<f64>) {
+    let mut out = serde_json::json!({"op": op, "kernel": kernel, "first_ms": first, "median_ms": median, "reps": reps});
+    if let Some(e) = rel_err {
+        out["rel_err"] = if e.is_finite() { e.into() } else { "non-finite".into() };
+    }
     eprintln!("unet_step: {out}");
     println!("BENCH_JSON {out}");
 }
@@ -130,8 +159,7 @@ fn main() {
     let attn_name = arg("--attn", "host");
     let kernel = AttentionKernel::parse(&attn_name).unwrap_or_else(|| fail(format!("--attn {attn_name}: host, backend, explicit or flash")));
     let matmul_name = arg("--matmul", "auto");
-    let matmul =
-        GpuMatmul::parse(&matmul_name).unwrap_or_else(|| fail(format!("--matmul {matmul_name}: backend, simple-min, double-max, double-min, gemm or auto")));
+    let matmul = GpuMatmul::parse(&matmul_name).unwrap_or_else(|| fail(format!("--matmul {matmul_name}: a stylus_diffusion::gpu::GpuMatmul name")));
     let dtype = arg("--dtype", "f32");
     let mut device = device_named(&device_name).unwrap_or_else(|e| fail(e.to_string()));
     match dtype.as_str() {
@@ -140,8 +168,18 @@ fn main() {
         other => fail(format!("--dtype {other}: f32 or f16")),
     }
     let mut rng = Rng(0x5eed);
-    if args.iter().any(|a| a == "--ops") {
-        ops(&device, &mut rng, reps, &opt);
+    let routine = |name: &str| {
+        let v = arg(name, "auto");
+        GpuMatmul::parse(&v).unwrap_or_else(|| fail(format!("{name} {v}: a --matmul routine")))
+    };
+    stylus_diffusion::gpu::set_auto_routines(routine("--auto-small"), routine("--auto-large"));
+    let flash_planes: u8 = arg("--flash-planes", "4").parse().unwrap_or_else(|_| fail("--flash-planes: 0-255".into()));
+    stylus_diffusion::gpu::set_flash_planes(flash_planes);
+    if args.iter().any(|a| a == "--ops" || a == "--ops-only") {
+        ops(&device, &mut rng, reps, flash_planes, &opt);
+        if args.iter().any(|a| a == "--ops-only") {
+            return;
+        }
     }
     set_conv_kernel(conv);
     set_gpu_matmul(matmul);
@@ -171,9 +209,24 @@ fn main() {
     let first_ms = step();
     let mut times: Vec<f64> = (0..reps).map(|_| step()).collect();
     times.sort_by(|a, b| a.total_cmp(b));
+    // `--check`: ε of one step against the same step with the unit matmul routine and the explicit
+    // attention (no tensor cores, no plane ops), same inputs
+    let check = args.iter().any(|a| a == "--check").then(|| {
+        let x = from_vec(rng.fill(batch * c * latent * latent, 1.0), [batch, c, latent, latent], &device).expect("x");
+        let ctx = from_vec(rng.fill(batch * 77 * s, 1.0), [batch, 77, s], &device).expect("ctx");
+        let got = to_vec(unet.forward(x.clone(), &[500.0], &ctx, &attn).expect("forward")).expect("read");
+        set_gpu_matmul(GpuMatmul::SimpleUnitMin);
+        let plain = AttentionConfig { kernel: AttentionKernel::Explicit, ..attn };
+        let want = to_vec(unet.forward(x, &[500.0], &ctx, &plain).expect("forward")).expect("read");
+        set_gpu_matmul(matmul);
+        rel_err(&got, &want)
+    });
     let out = serde_json::json!({
         "device": device_name, "dtype": dtype, "conv": conv_name, "attention": attn_name, "matmul": matmul_name, "small_output": limit, "gemm_min_k_ratio": k_ratio, "attn_budget_mib": budget_mib, "latent": latent, "batch": batch, "reps": reps,
         "load_ms": load_ms, "first_step_ms": first_ms, "step_ms_median": times[times.len() / 2], "step_ms_min": times[0],
+        "auto_small": arg("--auto-small", "auto"), "auto_large": arg("--auto-large", "auto"), "flash_planes": flash_planes,
+        "tensor_cores": stylus_diffusion::gpu::tensor_cores(&from_vec(vec![0.0; 4], [2, 2], &device).expect("probe")),
+        "check_rel_err": check.map(|e| if e.is_finite() { serde_json::json!(e) } else { serde_json::json!("non-finite") }),
     });
     eprintln!("unet_step: {out}");
     println!("BENCH_JSON {out}");

@@ -30,8 +30,10 @@ pub enum AttentionKernel {
     Backend,
     /// `softmax(q kᵀ · scale) v` written out with matmul + softmax.
     Explicit,
-    /// Flash attention on the cube backend (`gpu.rs`: no score matrix, so no chunking); where it
-    /// does not run (another backend, an adapter without plane operations) [`AttentionKernel::Explicit`].
+    /// Flash attention on the cube backend (`gpu/`: no score matrix, so no chunking): the
+    /// tensor-core kernel where the adapter has f16 cooperative matrices (SPIR-V on Vulkan; never
+    /// WGSL), else cubek's unit kernel; where neither runs (another backend, an adapter without
+    /// plane operations) [`AttentionKernel::Explicit`].
     Flash,
 }
 

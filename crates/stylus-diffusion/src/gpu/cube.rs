@@ -1,0 +1,160 @@
+//! The cube-backend half of `gpu/mod.rs` (feature `wgpu`): cubek matmul routines and flash attention
+//! launched on burn's `CubeTensor`s (burn 0.22.1 / cubek 0.3.1 APIs).
+
+use super::GpuMatmul;
+use burn::tensor::{DType, Tensor};
+use burn_backend::cubecl::dtype_to_storage_type;
+use burn_cubecl::cubecl::ir::features::Plane;
+use burn_cubecl::kernel::matmul::init_matmul_output;
+use burn_cubecl::tensor::CubeTensor;
+use burn_cubecl::CubeBackend;
+use burn_std::{MatmulTransformAnalysis, MatmulTransformPolicy};
+use cubek::matmul::definition::{MatmulElems, MatmulGlobalElems};
+use cubek::matmul::multi_level::routines::batch::{
+    double_buffering::DoubleBufferingArgs, double_unit::DoubleUnitSelectionArgs, ordered_double_buffering::OrderedSelectionArgs, simple::SimpleArgs,
+    simple_unit::SimpleUnitSelectionArgs, specialized::SpecializedStrategy,
+};
+use cubek::matmul::multi_level::routines::{gemm::GemmStrategy, TileSizeSelection};
+use cubek::matmul::multi_level::Strategy as Routine;
+use cubek::matmul::routine::BlueprintStrategy;
+use cubek::matmul::strategy::Strategy;
+use cubek::std::InputBinding;
+
+/// Whether float dtype `d` is one the cube routines here take.
+fn float_ok(d: DType) -> bool {
+    matches!(d, DType::F32 | DType::F16 | DType::BF16)
+}
+
+fn primitive<const D: usize>(t: &Tensor<D>) -> Option<CubeTensor> {
+    t.clone().try_into_primitive::<CubeBackend>().ok()
+}
+
+pub fn is_cube<const D: usize>(t: &Tensor<D>) -> bool {
+    primitive(t).is_some()
+}
+
+/// Whether the adapter runs subgroup ("plane") operations, which cubek's `Gemm` routine reduces
+/// with (`plane_sum`). In the browser only where WebGPU grants the `subgroups` feature:
+/// Chromium's SwiftShader does not, and `Gemm` there gave wrong results and a wasm trap (the
+/// e2e tests caught it). Natively cubecl does not advertise plane ops on CPU adapters although
+/// wgpu runs them: lavapipe (subgroups of 8) computes `Gemm` correctly (tested).
+fn plane_ops(t: &CubeTensor) -> bool {
+    let props = t.client.properties();
+    props.features.plane.contains(Plane::Ops) || (cfg!(not(target_arch = "wasm32")) && props.hardware.plane_size_min >= 2)
+}
+
+/// Whether the adapter has cooperative matrices (tensor cores) with `dtype` operands: cubecl
+/// lists them on Vulkan through SPIR-V (`VK_KHR_cooperative_matrix`); WGSL has none.
+pub fn has_cmma(t: &CubeTensor, dtype: DType) -> bool {
+    let elem = dtype_to_storage_type(dtype);
+    t.client.properties().features.matmul.cmma.iter().any(|c| c.a_type == elem && c.b_type == elem)
+}
+
+fn strategy(kind: GpuMatmul) -> Strategy {
+    let unit = |tile_size| SimpleUnitSelectionArgs { tile_size };
+    let double = |tile_size| DoubleUnitSelectionArgs { tile_size };
+    match kind {
+        GpuMatmul::Backend | GpuMatmul::Auto => Strategy::Auto,
+        GpuMatmul::SimpleUnitMin => Routine::SimpleUnit(BlueprintStrategy::Inferred(unit(TileSizeSelection::MinTileSize))).into(),
+        GpuMatmul::DoubleUnitMax => Routine::DoubleUnit(BlueprintStrategy::Inferred(double(TileSizeSelection::MaxTileSize))).into(),
+        GpuMatmul::DoubleUnitMin => Routine::DoubleUnit(BlueprintStrategy::Inferred(double(TileSizeSelection::MinTileSize))).into(),
+        GpuMatmul::Gemm => Routine::Gemm(BlueprintStrategy::Inferred(GemmStrategy { target_num_planes: None })).into(),
+        GpuMatmul::SimpleCmma => Routine::SimpleCyclicCmma(BlueprintStrategy::Inferred(SimpleArgs::default())).into(),
+        GpuMatmul::DoubleCmma => Routine::DoubleCyclicCmma(BlueprintStrategy::Inferred(DoubleBufferingArgs::default())).into(),
+        GpuMatmul::SpecializedCmma => Routine::SpecializedCyclicCmma(BlueprintStrategy::Inferred(SpecializedStrategy::default())).into(),
+        GpuMatmul::OrderedCmma => Routine::OrderedDoubleCmma(BlueprintStrategy::Inferred(OrderedSelectionArgs::default())).into(),
+    }
+}
+
+pub fn matmul<const D: usize>(lhs: &Tensor<D>, rhs: &Tensor<D>, kind: GpuMatmul) -> Option<Tensor<D>> {
+    let (mut l, r) = (primitive(lhs)?, primitive(rhs)?);
+    let dtype = l.dtype;
+    if r.dtype != dtype || !float_ok(dtype) || (kind == GpuMatmul::Gemm && !plane_ops(&l)) || (kind.is_cmma() && !has_cmma(&l, dtype)) {
+        return None;
+    }
+    let out = init_matmul_output(&l, &r, dtype);
+    // burn's own fold: `[.., b, m, k] @ [.., 1, k, n]` runs as one `[b·m, k]` GEMM (metadata only).
+    let mut out_launch = out.clone();
+    let action = MatmulTransformPolicy::default().action(&MatmulTransformAnalysis::from_metadata(&l.meta, &r.meta, &out.meta));
+    action.apply(&mut l.meta);
+    action.apply(&mut out_launch.meta);
+    let elem = dtype_to_storage_type(dtype);
+    let mut dtypes = MatmulElems::from_globals(&MatmulGlobalElems { lhs: elem, rhs: elem, out: elem });
+    let client = out.client.clone();
+    let launched = cubek::matmul::launch::launch_ref(
+        &strategy(kind),
+        &client,
+        InputBinding::new(l.binding(), elem),
+        InputBinding::new(r.binding(), elem),
+        out_launch.binding(),
+        &mut dtypes,
+    );
+    launched.ok().map(|_| Tensor::from_primitive::<CubeBackend>(out))
+}
+
+/// Not in the browser build: opt-in and slower than the explicit attention where measured, and
+/// its kernel family is 1.16 MB of engine wasm.
+pub fn tensor_cores<const D: usize>(t: &Tensor<D>) -> bool {
+    primitive(t).is_some_and(|p| has_cmma(&p, p.dtype))
+}
+
+#[cfg(target_arch = "wasm32")]
+pub fn flash_attention(_: &Tensor<4>, _: &Tensor<4>, _: &Tensor<4>, _: bool, _: u8) -> Option<Tensor<4>> {
+    None
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub fn flash_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, causal: bool, planes: u8) -> Option<Tensor<4>> {
+    use burn::tensor::ops::AttentionModuleOptions;
+    use burn_cubecl::kernel::attention::flash_attention as cube_flash;
+    use cubek::attention::forward::launch::{BlueprintStrategy as AttnBlueprint, Strategy as AttnStrategy};
+    let (pq, pk, pv) = (primitive(q)?, primitive(k)?, primitive(v)?);
+    if !float_ok(pq.dtype) || pk.dtype != pq.dtype || pv.dtype != pq.dtype {
+        return None;
+    }
+    // f16 models only: the kernel multiplies in f16 fragments whatever the tensors' dtype
+    if planes > 0 && pq.dtype == DType::F16 && has_cmma(&pq, DType::F16) {
+        if let Some(out) = accelerated_attention(q, k, v, causal, planes) {
+            return Some(out);
+        }
+    }
+    let opts = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
+    let out = cube_flash(pq, pk, pv, None, None, opts, AttnStrategy::Unit(AttnBlueprint::Inferred(()))).ok()?;
+    Some(Tensor::from_primitive::<CubeBackend>(out))
+}
+
+/// cubek's tensor-core flash attention (`BlackboxAccelerated`: f16 fragments of 16 rows, f32
+/// accumulators). Its tiles must divide the head dims, so these are zero-padded to a multiple
+/// of 16 (SD1.5's 40 → 48: zero columns add nothing to `q·kᵀ` and give zero output columns,
+/// sliced off), and `q` is scaled by `√(48/40)` since the kernel divides by `√48`.
+#[cfg(not(target_arch = "wasm32"))]
+fn accelerated_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, causal: bool, planes: u8) -> Option<Tensor<4>> {
+    use cubek::attention::forward::launch::{BlueprintStrategy, Strategy};
+    use cubek::attention::forward::routines::blackbox_accelerated::BlackboxAcceleratedStrategy;
+    let strategy = Strategy::BlackboxAccelerated(BlueprintStrategy::Inferred(BlackboxAcceleratedStrategy { num_planes: planes, seq_q: 1, seq_kv: 1 }));
+    padded_flash(q, k, v, causal, 16, strategy)
+}
+
+/// cubek flash attention with the head dims zero-padded to a multiple of `multiple` (the
+/// kernel's scale `1/√padded` compensated on `q`, the padded output columns sliced off).
+#[cfg(not(target_arch = "wasm32"))]
+pub(super) fn padded_flash(
+    q: &Tensor<4>,
+    k: &Tensor<4>,
+    v: &Tensor<4>,
+    causal: bool,
+    multiple: usize,
+    strategy: cubek::attention::forward::launch::Strategy,
+) -> Option<Tensor<4>> {
+    use burn::tensor::ops::{AttentionModuleOptions, PadMode};
+    use burn_cubecl::kernel::attention::flash_attention as cube_flash;
+    let (d, dv) = (q.dims()[3], v.dims()[3]);
+    let (dp, dvp) = (d.div_ceil(multiple) * multiple, dv.div_ceil(multiple) * multiple);
+    let pad = |x: &Tensor<4>, to: usize, have: usize| if to == have { x.clone() } else { x.clone().pad([(0, to - have)], PadMode::Constant(0.0)) };
+    let q = if dp == d { q.clone() } else { pad(&(q.clone() * (dp as f64 / d as f64).sqrt()), dp, d) };
+    let (pq, pk, pv) = (primitive(&q)?, primitive(&pad(k, dp, d))?, primitive(&pad(v, dvp, dv))?);
+    let opts = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
+    let out = Tensor::from_primitive::<CubeBackend>(cube_flash(pq, pk, pv, None, None, opts, strategy).ok()?);
+    let [b, h, sq, _] = out.dims();
+    Some(if dvp == dv { out } else { out.slice([0..b, 0..h, 0..sq, 0..dv]) })
+}

@@ -1,0 +1,254 @@
+//! Kernel choices on burn's cubecl backend (wgpu: Vulkan/Metal/DX12 natively, WebGPU in the
+//! browser), reached through burn's extension API (`Tensor::try_into_primitive::<CubeBackend>`):
+//! which `cubek` matmul routine the engine's GEMMs run (linears, GEMM convolutions, explicit
+//! attention), and cubek's flash attention (Dao et al. 2022, "FlashAttention": online softmax over
+//! key blocks, no score matrix) instead of burn's fallback (scores materialised, separate kernels).
+//! burn 0.22.1 without `autotune` runs every matmul with one routine (`SimpleUnit`, largest tile)
+//! and attention as the fallback; autotune is off in the engine (its first calls cost seconds to
+//! tens of seconds each, BENCHMARKS.md). The routine is process-wide ([`set_gpu_matmul`]), measured
+//! per shape on a lent GPU by `benches/unet_step.rs --ops`; the default, [`GpuMatmul::Auto`], takes
+//! cubek's `Gemm` for small outputs (the UNet's low resolutions) and burn's routine elsewhere.
+//! Flash attention is opt-in ([`crate::attention::AttentionKernel::Flash`]): on an H200 through
+//! WGSL it ran 2× slower than the explicit attention (46 vs 21.7 ms for [1, 8, 4096, 40]), and its
+//! first call per shape compiles for ~4 s. Where the adapter lists cooperative matrices (tensor
+//! cores: SPIR-V on Vulkan, feature `gpu-bench`; never WGSL, so never the browser) the `*Cmma`
+//! routines and the tensor-core flash attention run on them in f16 (not yet measured: `PLAN=tc` of
+//! `benches/gpu/`). Anything not on the cube backend, or a routine that refuses a problem or lacks
+//! the adapter feature it needs, takes burn's own op: results never depend on the choice beyond
+//! rounding (tested on lavapipe; on tensor cores by the benchmark's `--check`).
+
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+use burn::tensor::module::linear as backend_linear;
+use burn::tensor::Tensor;
+
+/// Which cubek routine [`matmul`] launches on the cube backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuMatmul {
+    /// burn's own `matmul` (cubek `Auto`: `SimpleUnit` with the largest tile when there is no
+    /// tensor-core path, as in WGSL).
+    Backend = 0,
+    /// `SimpleUnit`, smallest register tile, stage scaled ×2.
+    SimpleUnitMin = 1,
+    /// Double-buffered `DoubleUnit`, largest tile.
+    DoubleUnitMax = 2,
+    /// Double-buffered `DoubleUnit`, smallest tile.
+    DoubleUnitMin = 3,
+    /// cubek's plane `Gemm` routine (no shared-memory stage).
+    Gemm = 4,
+    /// Per problem: [`GpuMatmul::Gemm`] when the output is small (`batch·m·n` ≤
+    /// [`set_small_output_limit`], the UNet's low-resolution convolutions, whose long `k` the
+    /// unit routine walks with too few tiles: 1280×11520·11520×64 ran 23.7 ms with it and 2.5 ms
+    /// with `Gemm` on an H200), [`GpuMatmul::Backend`] otherwise ([`set_auto_routines`]).
+    Auto = 5,
+    /// Tensor-core routines (cooperative matrices: SPIR-V on Vulkan with `VK_KHR_cooperative_matrix`,
+    /// f16/bf16 operands on NVIDIA; never WGSL, so never the browser): cubek's single-buffered
+    /// cyclic stage…
+    SimpleCmma = 6,
+    /// …double-buffered…
+    DoubleCmma = 7,
+    /// …with producer/consumer planes…
+    SpecializedCmma = 8,
+    /// …and ordered double buffering. Where the adapter has no cooperative matrix for the operand
+    /// type, burn's routine runs instead.
+    OrderedCmma = 9,
+}
+
+impl GpuMatmul {
+    pub const ALL: [GpuMatmul; 10] = [
+        GpuMatmul::Backend,
+        GpuMatmul::SimpleUnitMin,
+        GpuMatmul::DoubleUnitMax,
+        GpuMatmul::DoubleUnitMin,
+        GpuMatmul::Gemm,
+        GpuMatmul::Auto,
+        GpuMatmul::SimpleCmma,
+        GpuMatmul::DoubleCmma,
+        GpuMatmul::SpecializedCmma,
+        GpuMatmul::OrderedCmma,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GpuMatmul::Backend => "backend",
+            GpuMatmul::SimpleUnitMin => "simple-min",
+            GpuMatmul::DoubleUnitMax => "double-max",
+            GpuMatmul::DoubleUnitMin => "double-min",
+            GpuMatmul::Gemm => "gemm",
+            GpuMatmul::Auto => "auto",
+            GpuMatmul::SimpleCmma => "simple-cmma",
+            GpuMatmul::DoubleCmma => "double-cmma",
+            GpuMatmul::SpecializedCmma => "specialized-cmma",
+            GpuMatmul::OrderedCmma => "ordered-cmma",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether the routine runs on tensor cores (cooperative matrices).
+    pub fn is_cmma(self) -> bool {
+        matches!(self, GpuMatmul::SimpleCmma | GpuMatmul::DoubleCmma | GpuMatmul::SpecializedCmma | GpuMatmul::OrderedCmma)
+    }
+}
+
+static MATMUL: AtomicU8 = AtomicU8::new(GpuMatmul::Auto as u8);
+static SMALL_OUTPUT: AtomicUsize = AtomicUsize::new(DEFAULT_SMALL_OUTPUT);
+
+/// Default [`set_small_output_limit`]: output elements (`batch·m·n`) up to which
+/// [`GpuMatmul::Auto`] takes the `Gemm` routine. Measured on an H200 (BENCHMARKS.md): a UNet step
+/// took 678.8 ms with burn's routine everywhere, 579.0 ms with this limit at 2¹⁹ and 566.5 ms at 2²⁰;
+/// the largest shape it then takes, the 32² convolution (2×640·1024), ran 11.7 vs 14.3 ms, while the
+/// 64² one (2×320·4096) runs 10× slower with `Gemm` and stays with burn's.
+pub const DEFAULT_SMALL_OUTPUT: usize = 1 << 20;
+
+/// Sets the output size (elements, batch included) up to which [`GpuMatmul::Auto`] runs `Gemm`.
+pub fn set_small_output_limit(elems: usize) {
+    SMALL_OUTPUT.store(elems, Ordering::Relaxed);
+}
+
+static MIN_K_RATIO: AtomicUsize = AtomicUsize::new(0);
+
+/// A second condition for `Gemm` under [`GpuMatmul::Auto`], off (0) by default: `k ≥ ratio·√(batch·m·n)`.
+/// Every single-op measurement on the H200 agrees with ratio 2 (`Gemm` won where `k/√out` was
+/// 3.2–14, tied at 1.6, lost 6× at 1.0 on 1024²), but a UNet step has not been timed with it yet
+/// (`benches/gpu/run.sh`, `PLAN=next`), so the measured rule stays the default.
+pub fn set_gemm_min_k_ratio(ratio: usize) {
+    MIN_K_RATIO.store(ratio, Ordering::Relaxed);
+}
+
+static AUTO_SMALL: AtomicU8 = AtomicU8::new(GpuMatmul::Gemm as u8);
+static AUTO_LARGE: AtomicU8 = AtomicU8::new(GpuMatmul::Backend as u8);
+
+/// The two routines [`GpuMatmul::Auto`] chooses between: `small` for outputs within
+/// [`set_small_output_limit`] (default [`GpuMatmul::Gemm`]), `large` for the others (default
+/// [`GpuMatmul::Backend`]). `Auto` itself is not a choice here (it stands for the default).
+pub fn set_auto_routines(small: GpuMatmul, large: GpuMatmul) {
+    let pick = |k: GpuMatmul, def: GpuMatmul| if k == GpuMatmul::Auto { def } else { k } as u8;
+    AUTO_SMALL.store(pick(small, GpuMatmul::Gemm), Ordering::Relaxed);
+    AUTO_LARGE.store(pick(large, GpuMatmul::Backend), Ordering::Relaxed);
+}
+
+fn from_u8(v: u8) -> GpuMatmul {
+    GpuMatmul::ALL.into_iter().find(|k| *k as u8 == v).unwrap_or(GpuMatmul::Backend)
+}
+
+/// The routine [`GpuMatmul::Auto`] picks for an output of `elems` elements (batch included) and
+/// inner dimension `k`.
+pub fn auto_routine(elems: usize, k: usize) -> GpuMatmul {
+    let ratio = MIN_K_RATIO.load(Ordering::Relaxed) as f64;
+    if elems <= SMALL_OUTPUT.load(Ordering::Relaxed) && k as f64 >= ratio * (elems as f64).sqrt() {
+        from_u8(AUTO_SMALL.load(Ordering::Relaxed))
+    } else {
+        from_u8(AUTO_LARGE.load(Ordering::Relaxed))
+    }
+}
+
+/// Chooses the matmul routine for every engine GEMM of this process on the cube backend (default
+/// [`GpuMatmul::Auto`]).
+pub fn set_gpu_matmul(kind: GpuMatmul) {
+    MATMUL.store(kind as u8, Ordering::Relaxed);
+}
+
+pub fn gpu_matmul() -> GpuMatmul {
+    from_u8(MATMUL.load(Ordering::Relaxed))
+}
+
+/// `lhs.matmul(rhs)` (batch dims broadcast as burn does) with the process-wide routine.
+pub fn matmul<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>) -> Tensor<D> {
+    matmul_with(lhs, rhs, gpu_matmul())
+}
+
+/// [`matmul`] with an explicit routine.
+pub fn matmul_with<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>, kind: GpuMatmul) -> Tensor<D> {
+    let kind = match kind {
+        GpuMatmul::Auto => {
+            let (a, b) = (lhs.dims(), rhs.dims());
+            let batch: usize = (0..D.saturating_sub(2)).map(|i| a[i].max(b[i])).product();
+            auto_routine(batch * a[D - 2] * b[D - 1], a[D - 1])
+        }
+        k => k,
+    };
+    if kind != GpuMatmul::Backend {
+        if let Some(out) = cube::matmul(&lhs, &rhs, kind) {
+            return out;
+        }
+    }
+    lhs.matmul(rhs)
+}
+
+/// `x · W + b` (`W` `[in, out]`, as burn's `module::linear`) through [`matmul`]: the leading dims
+/// fold into the rows of one GEMM.
+pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<D> {
+    if D < 2 || gpu_matmul() == GpuMatmul::Backend || !cube::is_cube(&x) || x.dtype() != weight.dtype() {
+        return backend_linear(x, weight, bias);
+    }
+    let dims = x.dims();
+    let rows: usize = dims[..D - 1].iter().product();
+    let [cin, cout] = weight.dims();
+    let mut y = matmul(x.reshape([rows, cin]), weight);
+    if let Some(b) = bias {
+        y = y + b.reshape([1, cout]);
+    }
+    let mut out = dims;
+    out[D - 1] = cout;
+    y.reshape(out)
+}
+
+/// Whether `t` lives on the cube backend (wgpu), where the routines here apply.
+pub fn on_cube<const D: usize>(t: &Tensor<D>) -> bool {
+    cube::is_cube(t)
+}
+
+/// Flash attention of `q` `[B, H, Sq, d]` over `k` `[B, H, Sk, d]`, `v` `[B, H, Sk, dv]`
+/// (scale `1/√d`; `causal` masks keys after the query's own position, `Sq == Sk`) on the cube
+/// backend; `None` where the tensors are elsewhere or the kernel refuses the problem (no plane
+/// operations on the adapter, a head dim its tiles do not divide; always in the wasm32 build) —
+/// the caller then runs the explicit, chunked attention.
+pub fn flash_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, causal: bool) -> Option<Tensor<4>> {
+    cube::flash_attention(q, k, v, causal, FLASH_PLANES.load(Ordering::Relaxed))
+}
+
+static FLASH_PLANES: AtomicU8 = AtomicU8::new(4);
+
+/// Planes (query tiles of 16 rows) per workgroup of the tensor-core flash attention (cubek's
+/// `BlackboxAccelerated` routine, f16 fragments), which [`flash_attention`] tries first on f16
+/// tensors where the adapter has f16 cooperative matrices; 0 turns it off (then cubek's `Unit`
+/// routine runs).
+pub fn set_flash_planes(planes: u8) {
+    FLASH_PLANES.store(planes, Ordering::Relaxed);
+}
+
+/// Whether `t`'s adapter runs `t`'s dtype on tensor cores (the `*Cmma` routines of [`GpuMatmul`]).
+pub fn tensor_cores<const D: usize>(t: &Tensor<D>) -> bool {
+    cube::tensor_cores(t)
+}
+
+#[cfg(feature = "wgpu")]
+mod cube;
+
+#[cfg(not(feature = "wgpu"))]
+mod cube {
+    use super::GpuMatmul;
+    use burn::tensor::Tensor;
+
+    pub fn is_cube<const D: usize>(_: &Tensor<D>) -> bool {
+        false
+    }
+
+    pub fn matmul<const D: usize>(_: &Tensor<D>, _: &Tensor<D>, _: GpuMatmul) -> Option<Tensor<D>> {
+        None
+    }
+
+    pub fn flash_attention(_: &Tensor<4>, _: &Tensor<4>, _: &Tensor<4>, _: bool, _: u8) -> Option<Tensor<4>> {
+        None
+    }
+
+    pub fn tensor_cores<const D: usize>(_: &Tensor<D>) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests;

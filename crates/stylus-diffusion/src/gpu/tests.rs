@@ -1,0 +1,157 @@
+//! Tests of `gpu/`: every routine against an f64 definition, flash attention against the
+//! explicit one, `linear` against burn's, the `Auto` rule (run on lavapipe with `STYLUS_DEVICE=wgpu`).
+
+use super::*;
+use crate::nn::{from_vec, to_vec};
+use crate::testing::{max_diff, pseudo};
+
+/// `a [bs_a, m, k] · b [bs_b, k, n]` in f64 with batch broadcast (one side's batch may be 1).
+fn reference(a: &[f32], b: &[f32], [ba, bb, m, k, n]: [usize; 5]) -> Vec<f32> {
+    let bs = ba.max(bb);
+    let mut out = vec![0f32; bs * m * n];
+    for z in 0..bs {
+        let (za, zb) = (if ba == 1 { 0 } else { z }, if bb == 1 { 0 } else { z });
+        for i in 0..m {
+            for j in 0..n {
+                let s: f64 = (0..k).map(|p| a[za * m * k + i * k + p] as f64 * b[zb * k * n + p * n + j] as f64).sum();
+                out[z * m * n + i * n + j] = s as f32;
+            }
+        }
+    }
+    out
+}
+
+/// Every routine computes the product (odd sizes, batch broadcast either side, a strided
+/// operand) to f32 rounding, on the device `STYLUS_DEVICE` names; on wgpu each routine must
+/// really run (not fall back to burn's matmul).
+#[test]
+fn every_routine_matches_the_definition() {
+    let dev = crate::device_from_env().unwrap();
+    for dims @ [ba, bb, m, k, n] in [[1, 1, 17, 33, 9], [2, 1, 64, 40, 48], [1, 2, 8, 96, 130]] {
+        let (av, bv) = (pseudo(ba * m * k, 1), pseudo(bb * k * n, 2));
+        let want = reference(&av, &bv, dims);
+        let a = from_vec(av, [ba, m, k], &dev).unwrap();
+        let b = from_vec(bv, [bb, k, n], &dev).unwrap();
+        for kind in routines(&a) {
+            if kind != GpuMatmul::Backend && cube::is_cube(&a) && (!kind.is_cmma() || tensor_cores(&a)) {
+                assert!(cube::matmul(&a, &b, kind).is_some(), "{kind:?} refused {dims:?}");
+            }
+            let got = to_vec(matmul_with(a.clone(), b.clone(), kind)).unwrap();
+            assert_eq!(got.len(), want.len());
+            let err = max_diff(&got, &want);
+            assert!(err <= 1e-4 * k as f32, "{kind:?} {dims:?}: max |diff| {err}");
+        }
+        // a transposed (strided) right operand, as attention's `k.swap_dims`
+        let bt = from_vec(transpose(&pseudo(bb * k * n, 2), bb, k, n), [bb, n, k], &dev).unwrap().swap_dims(1, 2);
+        for kind in routines(&a) {
+            let got = to_vec(matmul_with(a.clone(), bt.clone(), kind)).unwrap();
+            let err = max_diff(&got, &want);
+            assert!(err <= 1e-4 * k as f32, "{kind:?} {dims:?} strided: {err}");
+        }
+    }
+}
+
+/// The routines worth testing on `t`'s device: all of them, but where the adapter has no tensor
+/// cores only the first cmma routine (the others fall back to the same burn op).
+fn routines<const D: usize>(t: &Tensor<D>) -> Vec<GpuMatmul> {
+    let tc = tensor_cores(t);
+    GpuMatmul::ALL.into_iter().filter(|k| tc || !k.is_cmma() || *k == GpuMatmul::SimpleCmma).collect()
+}
+
+/// `[bs, r, c]` → `[bs, c, r]`.
+fn transpose(x: &[f32], bs: usize, r: usize, c: usize) -> Vec<f32> {
+    (0..bs).flat_map(|z| (0..c).flat_map(move |j| (0..r).map(move |i| x[z * r * c + i * c + j]))).collect()
+}
+
+/// Flash attention agrees with the explicit definition (self and cross attention, causal,
+/// SD1.5's head dim 40, a query count no tile divides) wherever it runs; on wgpu it must run.
+#[test]
+fn flash_attention_matches_explicit() {
+    use crate::attention::{multi_head_attention, AttentionConfig, AttentionKernel};
+    let dev = crate::device_from_env().unwrap();
+    let (b, heads, d) = (2, 2, 40);
+    for (sq, sk, causal) in [(70, 70, false), (70, 77, false), (33, 33, true)] {
+        let c = heads * d;
+        let q = from_vec(pseudo(b * sq * c, 6), [b, sq, c], &dev).unwrap();
+        let k = from_vec(pseudo(b * sk * c, 7), [b, sk, c], &dev).unwrap();
+        let v = from_vec(pseudo(b * sk * c, 8), [b, sk, c], &dev).unwrap();
+        let cfg = |kernel| AttentionConfig { kernel, ..Default::default() };
+        let want = to_vec(multi_head_attention(q.clone(), k.clone(), v.clone(), heads, causal, &cfg(AttentionKernel::Explicit))).unwrap();
+        let got = to_vec(multi_head_attention(q.clone(), k.clone(), v.clone(), heads, causal, &cfg(AttentionKernel::Flash))).unwrap();
+        let err = max_diff(&got, &want);
+        assert!(err <= 1e-4, "sq {sq} sk {sk} causal {causal}: {err}");
+        if cube::is_cube(&q) {
+            let split = |x: Tensor<3>, s| x.reshape([b, s, heads, d]).swap_dims(1, 2);
+            assert!(flash_attention(&split(q, sq), &split(k, sk), &split(v, sk), causal).is_some(), "flash did not run");
+        }
+    }
+}
+
+/// The head-dim padding of the tensor-core flash attention (40 → 48, `q` rescaled, columns
+/// sliced off) is exact: checked with the `Unit` kernel, which runs on any adapter (the
+/// tensor-core kernel itself needs cooperative matrices: checked on a lent GPU by the bench's
+/// `--check`).
+#[cfg(all(feature = "wgpu", not(target_arch = "wasm32")))]
+#[test]
+fn padded_flash_matches_explicit() {
+    use crate::attention::{multi_head_attention, AttentionConfig, AttentionKernel};
+    use cubek::attention::forward::launch::{BlueprintStrategy, Strategy};
+    let dev = crate::device_from_env().unwrap();
+    let (b, heads, d, sq, sk) = (1, 2, 40, 64, 77);
+    let c = heads * d;
+    let q = from_vec(pseudo(b * sq * c, 9), [b, sq, c], &dev).unwrap();
+    let k = from_vec(pseudo(b * sk * c, 10), [b, sk, c], &dev).unwrap();
+    let v = from_vec(pseudo(b * sk * c, 11), [b, sk, c], &dev).unwrap();
+    if !cube::is_cube(&q) {
+        return;
+    }
+    let cfg = AttentionConfig { kernel: AttentionKernel::Explicit, ..Default::default() };
+    let want = to_vec(multi_head_attention(q.clone(), k.clone(), v.clone(), heads, false, &cfg)).unwrap();
+    let split = |x: Tensor<3>, s| x.reshape([b, s, heads, d]).swap_dims(1, 2);
+    let got = cube::padded_flash(&split(q, sq), &split(k, sk), &split(v, sk), false, 16, Strategy::Unit(BlueprintStrategy::Inferred(())));
+    let got = got.expect("the unit kernel runs on a cube adapter").swap_dims(1, 2).reshape([b, sq, c]);
+    let err = max_diff(&to_vec(got).unwrap(), &want);
+    assert!(err <= 1e-4, "padded flash: {err}");
+}
+
+/// [`linear`] folds the leading dims into one GEMM and adds the bias, like burn's op.
+#[test]
+fn linear_matches_burn() {
+    let dev = crate::device_from_env().unwrap();
+    let x = from_vec(pseudo(2 * 5 * 12, 3), [2, 5, 12], &dev).unwrap();
+    let w = from_vec(pseudo(12 * 7, 4), [12, 7], &dev).unwrap();
+    let bias = from_vec(pseudo(7, 5), [7], &dev).unwrap();
+    let want = to_vec(backend_linear(x.clone(), w.clone(), Some(bias.clone()))).unwrap();
+    for kind in routines(&x) {
+        set_gpu_matmul(kind);
+        let got = to_vec(linear(x.clone(), w.clone(), Some(bias.clone()))).unwrap();
+        let err = max_diff(&got, &want);
+        assert!(err <= 1e-5, "{kind:?}: {err}");
+    }
+    set_gpu_matmul(GpuMatmul::Auto);
+}
+
+#[test]
+fn auto_takes_gemm_for_small_outputs_only() {
+    assert_eq!(auto_routine(2 * 1280 * 64, 11520), GpuMatmul::Gemm);
+    assert_eq!(auto_routine(1024 * 1024, 1024), GpuMatmul::Gemm, "no k condition by default");
+    assert_eq!(auto_routine(2 * 4096 * 320, 2880), GpuMatmul::Backend);
+    set_gemm_min_k_ratio(2);
+    assert_eq!(auto_routine(2 * 1280 * 64, 11520), GpuMatmul::Gemm);
+    assert_eq!(auto_routine(1024 * 1024, 1024), GpuMatmul::Backend);
+    set_gemm_min_k_ratio(0);
+    set_auto_routines(GpuMatmul::SimpleCmma, GpuMatmul::DoubleCmma);
+    assert_eq!(auto_routine(2 * 1280 * 64, 11520), GpuMatmul::SimpleCmma);
+    assert_eq!(auto_routine(2 * 4096 * 320, 2880), GpuMatmul::DoubleCmma);
+    set_auto_routines(GpuMatmul::Auto, GpuMatmul::Auto);
+    assert_eq!(auto_routine(2 * 1280 * 64, 11520), GpuMatmul::Gemm, "Auto stands for the default");
+    assert_eq!(auto_routine(2 * 4096 * 320, 2880), GpuMatmul::Backend);
+}
+
+#[test]
+fn names_round_trip() {
+    for kind in GpuMatmul::ALL {
+        assert_eq!(GpuMatmul::parse(kind.name()), Some(kind));
+    }
+    assert_eq!(GpuMatmul::parse("nope"), None);
+}
