@@ -78,7 +78,7 @@ for k in "${builds[@]}"; do
     tcm=${TC_MATMULS:-simple-cmma double-cmma specialized-cmma ordered-cmma}
     bench "tc-$k-f16-simple-cmma" 60 "$k" unet_step "${unet[@]}" --dtype f16 --matmul simple-cmma --attn explicit --check
     bench "tc-$k-f16-auto" 60 "$k" unet_step "${unet[@]}" --dtype f16 --attn explicit --check
-    bench "tc-$k-f16-ops" 150 "$k" unet_step "${unet[@]}" --dtype f16 --ops-only --ops-matmul "backend,simple-min,gemm,${tcm// /,}"
+    bench "tc-$k-f16-ops" 150 "$k" unet_step "${unet[@]}" --dtype f16 --ops-only --ops-matmul "backend,simple-max,gemm,${tcm// /,}"
     bench "tc-$k-f16-simple-cmma-flash" 60 "$k" unet_step "${unet[@]}" --dtype f16 --matmul simple-cmma --attn flash --check
     for m in $tcm; do
       [ "$m" = simple-cmma ] || bench "tc-$k-f16-$m" 60 "$k" unet_step "${unet[@]}" --dtype f16 --matmul "$m" --attn explicit --check

@@ -3,7 +3,7 @@
 //! --device cpu|wgpu --latent 64 --batch 2 --reps 2 [--conv backend|gemm] [--attn host|backend|explicit|flash]
 //! [--matmul ROUTINE] [--auto-small ROUTINE] [--auto-large ROUTINE] [--small-output N] [--gemm-min-k-ratio R]
 //! [--attn-budget MiB] [--flash-planes N] [--dtype f32|f16] [--check] [--ops|--ops-only [--ops-matmul a,b] [--ops-shapes low]]`
-//! (ROUTINE: a `stylus_diffusion::gpu::GpuMatmul` name: backend, simple-min, double-max, double-min, gemm,
+//! (ROUTINE: a `stylus_diffusion::gpu::GpuMatmul` name: backend, simple-min, simple-max, double-max, double-min, gemm,
 //! auto, simple-cmma, double-cmma, specialized-cmma, ordered-cmma). One warm-up step first (wgpu compiles its kernels there, timed
 //! separately), then `reps` timed steps, each synchronised by reading ε back. `--ops` times the
 //! single ops of ../shared/reference/GPU_NOTES.md first (matmul 1024², conv 3×3 320→320 at 64²,

@@ -56,6 +56,7 @@ fn strategy(kind: GpuMatmul) -> Strategy {
     match kind {
         GpuMatmul::Backend | GpuMatmul::Auto => Strategy::Auto,
         GpuMatmul::SimpleUnitMin => Routine::SimpleUnit(BlueprintStrategy::Inferred(unit(TileSizeSelection::MinTileSize))).into(),
+        GpuMatmul::SimpleUnitMax => Routine::SimpleUnit(BlueprintStrategy::Inferred(unit(TileSizeSelection::MaxTileSize))).into(),
         GpuMatmul::DoubleUnitMax => Routine::DoubleUnit(BlueprintStrategy::Inferred(double(TileSizeSelection::MaxTileSize))).into(),
         GpuMatmul::DoubleUnitMin => Routine::DoubleUnit(BlueprintStrategy::Inferred(double(TileSizeSelection::MinTileSize))).into(),
         GpuMatmul::Gemm => Routine::Gemm(BlueprintStrategy::Inferred(GemmStrategy { target_num_planes: None })).into(),

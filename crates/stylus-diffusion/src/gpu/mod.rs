@@ -52,10 +52,12 @@ pub enum GpuMatmul {
     /// …and ordered double buffering. Where the adapter has no cooperative matrix for the operand
     /// type, burn's routine runs instead.
     OrderedCmma = 9,
+    /// `SimpleUnit`, largest register tile: burn's routine where there are no tensor cores.
+    SimpleUnitMax = 10,
 }
 
 impl GpuMatmul {
-    pub const ALL: [GpuMatmul; 10] = [
+    pub const ALL: [GpuMatmul; 11] = [
         GpuMatmul::Backend,
         GpuMatmul::SimpleUnitMin,
         GpuMatmul::DoubleUnitMax,
@@ -66,6 +68,7 @@ impl GpuMatmul {
         GpuMatmul::DoubleCmma,
         GpuMatmul::SpecializedCmma,
         GpuMatmul::OrderedCmma,
+        GpuMatmul::SimpleUnitMax,
     ];
 
     pub fn name(self) -> &'static str {
@@ -80,6 +83,7 @@ impl GpuMatmul {
             GpuMatmul::DoubleCmma => "double-cmma",
             GpuMatmul::SpecializedCmma => "specialized-cmma",
             GpuMatmul::OrderedCmma => "ordered-cmma",
+            GpuMatmul::SimpleUnitMax => "simple-max",
         }
     }
 
@@ -175,13 +179,25 @@ pub fn matmul_with<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>, kind: GpuMatm
             return out;
         }
     }
+    // burn's matmul runs cubek's `Auto`: `simple-cmma` where the adapter lists cooperative matrices,
+    // then the unit routine, but it panics when the cmma routine rejects a problem as invalid
+    // rather than unavailable. On such adapters the same two routines run here, a refusal falling
+    // through to the next.
+    if cube::tensor_cores(&lhs) {
+        for k in [GpuMatmul::SimpleCmma, GpuMatmul::SimpleUnitMax] {
+            if let Some(out) = cube::matmul(&lhs, &rhs, k) {
+                return out;
+            }
+        }
+    }
     lhs.matmul(rhs)
 }
 
 /// `x · W + b` (`W` `[in, out]`, as burn's `module::linear`) through [`matmul`]: the leading dims
 /// fold into the rows of one GEMM.
 pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<D> {
-    if D < 2 || gpu_matmul() == GpuMatmul::Backend || !cube::is_cube(&x) || x.dtype() != weight.dtype() {
+    let backend = gpu_matmul() == GpuMatmul::Backend && !cube::tensor_cores(&x);
+    if D < 2 || backend || !cube::is_cube(&x) || x.dtype() != weight.dtype() {
         return backend_linear(x, weight, bias);
     }
     let dims = x.dims();
