@@ -25,7 +25,17 @@ def load(dirs):
         torch = torch or ref
         f = d / "results.jsonl"
         if f.exists():
-            rows += [dict(json.loads(line), call=n, ref=ref or {}) for line in f.read_text().splitlines() if line.strip()]
+            for line in f.read_text().splitlines():
+                if not line.strip():
+                    continue
+                r = dict(json.loads(line), call=n, ref=ref or {})
+                # a step's `--check` comes as its own line after the step's: attach it
+                if "check_rel_err" in r and "step_ms_median" not in r:
+                    step = next((p for p in reversed(rows) if p["call"] == n and p.get("run") == r.get("run") and "step_ms_median" in p), None)
+                    if step is not None:
+                        step["check_rel_err"] = r["check_rel_err"]
+                    continue
+                rows.append(r)
         if not gpu and (d / "gpu.txt").exists():
             gpu = (d / "gpu.txt").read_text().strip().splitlines()[-1]
         if (d / "log.txt").exists():

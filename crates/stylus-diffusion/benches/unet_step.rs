@@ -81,8 +81,10 @@ fn ops(device: &Device, rng: &mut Rng, reps: usize, flash_planes: u8, opt: &dyn 
         let want = to_vec(stylus_diffusion::gpu::matmul_with(x.clone(), y.clone(), GpuMatmul::SimpleUnitMin)).expect("read");
         for &r in &routines {
             set_gpu_matmul(r);
+            // timed first, so that its first call includes the kernel's compilation
+            let timing = time_op(device, reps, || stylus_diffusion::gpu::matmul(x.clone(), y.clone()));
             let err = rel_err(&to_vec(stylus_diffusion::gpu::matmul(x.clone(), y.clone())).expect("read"), &want);
-            report_err(label, r.name(), time_op(device, reps, || stylus_diffusion::gpu::matmul(x.clone(), y.clone())), reps, Some(err));
+            report_err(label, r.name(), timing, reps, Some(err));
         }
     }
     set_gpu_matmul(GpuMatmul::Auto);
@@ -112,8 +114,8 @@ fn ops(device: &Device, rng: &mut Rng, reps: usize, flash_planes: u8, opt: &dyn 
             stylus_diffusion::gpu::set_flash_planes(if name == "flash-unit" { 0 } else { flash_planes });
             let cfg = AttentionConfig { kernel, ..Default::default() };
             let run = || multi_head_attention(q.clone(), keys.clone(), keys.clone(), 8, false, &cfg);
-            let err = rel_err(&to_vec(run()).expect("read"), &want);
-            report_err(op, name, time_op(device, reps, || run().unsqueeze::<4>()), reps, Some(err));
+            let timing = time_op(device, reps, || run().unsqueeze::<4>());
+            report_err(op, name, timing, reps, Some(rel_err(&to_vec(run()).expect("read"), &want)));
         }
     }
     stylus_diffusion::gpu::set_flash_planes(flash_planes);
@@ -124,11 +126,11 @@ fn ops(device: &Device, rng: &mut Rng, reps: usize, flash_planes: u8, opt: &dyn 
 
 /// `max |got − want| / max |want|` (NaN where the lengths differ or a value is not finite).
 fn rel_err(got: &[f32], want: &[f32]) -> f64 {
-    if got.len() != want.len() {
+    if got.len() != want.len() || got.iter().chain(want).any(|v| !v.is_finite()) {
         return f64::NAN;
     }
     let scale = want.iter().fold(0f64, |m, v| m.max(v.abs() as f64)).max(1e-30);
-    got.iter().zip(want).fold(0f64, |m, (a, b)| if a.is_finite() { m.max((a - b).abs() as f64) } else { f64::NAN }) / scale
+    got.iter().zip(want).fold(0f64, |m, (a, b)| m.max((a - b).abs() as f64)) / scale
 }
 
 /// One `BENCH_JSON {"op": …}` line (printed as soon as measured: a later crash or timeout keeps it).
@@ -209,25 +211,29 @@ fn main() {
     let first_ms = step();
     let mut times: Vec<f64> = (0..reps).map(|_| step()).collect();
     times.sort_by(|a, b| a.total_cmp(b));
-    // `--check`: ε of one step against the same step with the unit matmul routine and the explicit
-    // attention (no tensor cores, no plane ops), same inputs
-    let check = args.iter().any(|a| a == "--check").then(|| {
-        let x = from_vec(rng.fill(batch * c * latent * latent, 1.0), [batch, c, latent, latent], &device).expect("x");
-        let ctx = from_vec(rng.fill(batch * 77 * s, 1.0), [batch, 77, s], &device).expect("ctx");
-        let got = to_vec(unet.forward(x.clone(), &[500.0], &ctx, &attn).expect("forward")).expect("read");
-        set_gpu_matmul(GpuMatmul::SimpleUnitMin);
-        let plain = AttentionConfig { kernel: AttentionKernel::Explicit, ..attn };
-        let want = to_vec(unet.forward(x, &[500.0], &ctx, &plain).expect("forward")).expect("read");
-        set_gpu_matmul(matmul);
-        rel_err(&got, &want)
-    });
     let out = serde_json::json!({
         "device": device_name, "dtype": dtype, "conv": conv_name, "attention": attn_name, "matmul": matmul_name, "small_output": limit, "gemm_min_k_ratio": k_ratio, "attn_budget_mib": budget_mib, "latent": latent, "batch": batch, "reps": reps,
         "load_ms": load_ms, "first_step_ms": first_ms, "step_ms_median": times[times.len() / 2], "step_ms_min": times[0],
         "auto_small": arg("--auto-small", "auto"), "auto_large": arg("--auto-large", "auto"), "flash_planes": flash_planes,
         "tensor_cores": stylus_diffusion::gpu::tensor_cores(&from_vec(vec![0.0; 4], [2, 2], &device).expect("probe")),
-        "check_rel_err": check.map(|e| if e.is_finite() { serde_json::json!(e) } else { serde_json::json!("non-finite") }),
     });
+    // printed before the check, so that a check cut short by a timeout keeps the timing
     eprintln!("unet_step: {out}");
     println!("BENCH_JSON {out}");
+    if !args.iter().any(|a| a == "--check") {
+        return;
+    }
+    // `--check`: ε of one step against the same step with the unit matmul routine and the explicit
+    // attention (no tensor cores, no plane ops), same inputs; its own line (`check_rel_err`)
+    let x = from_vec(rng.fill(batch * c * latent * latent, 1.0), [batch, c, latent, latent], &device).expect("x");
+    let ctx = from_vec(rng.fill(batch * 77 * s, 1.0), [batch, 77, s], &device).expect("ctx");
+    let got = to_vec(unet.forward(x.clone(), &[500.0], &ctx, &attn).expect("forward")).expect("read");
+    set_gpu_matmul(GpuMatmul::SimpleUnitMin);
+    let plain = AttentionConfig { kernel: AttentionKernel::Explicit, ..attn };
+    let want = to_vec(unet.forward(x, &[500.0], &ctx, &plain).expect("forward")).expect("read");
+    set_gpu_matmul(matmul);
+    let e = rel_err(&got, &want);
+    let check = serde_json::json!({"check_rel_err": if e.is_finite() { serde_json::json!(e) } else { serde_json::json!("non-finite") }});
+    eprintln!("unet_step: {check}");
+    println!("BENCH_JSON {check}");
 }

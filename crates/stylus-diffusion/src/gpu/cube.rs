@@ -70,7 +70,14 @@ fn strategy(kind: GpuMatmul) -> Strategy {
 pub fn matmul<const D: usize>(lhs: &Tensor<D>, rhs: &Tensor<D>, kind: GpuMatmul) -> Option<Tensor<D>> {
     let (mut l, r) = (primitive(lhs)?, primitive(rhs)?);
     let dtype = l.dtype;
-    if r.dtype != dtype || !float_ok(dtype) || (kind == GpuMatmul::Gemm && !plane_ops(&l)) || (kind.is_cmma() && !has_cmma(&l, dtype)) {
+    // `Backend` / `Auto` are not routines here: cubek's `Strategy::Auto` panics where the cmma
+    // routine calls a problem invalid (the caller resolves both)
+    if matches!(kind, GpuMatmul::Backend | GpuMatmul::Auto)
+        || r.dtype != dtype
+        || !float_ok(dtype)
+        || (kind == GpuMatmul::Gemm && !plane_ops(&l))
+        || (kind.is_cmma() && !has_cmma(&l, dtype))
+    {
         return None;
     }
     let out = init_matmul_output(&l, &r, dtype);
@@ -132,8 +139,18 @@ pub fn flash_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, causal: bool
 fn accelerated_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, causal: bool, planes: u8) -> Option<Tensor<4>> {
     use cubek::attention::forward::launch::{BlueprintStrategy, Strategy};
     use cubek::attention::forward::routines::blackbox_accelerated::BlackboxAcceleratedStrategy;
+    // the kernel refuses query counts its stage (planes × 16-row tiles) does not divide (CLIP's 77):
+    // leave before padding anything
+    if q.dims()[2] % (planes as usize * 16) != 0 {
+        return None;
+    }
+    // pad to a multiple of every f16 instruction tile's k and n, so that whichever tile cubek picks
+    // divides both head dims (its value partition truncates rather than refusing)
+    let f16 = dtype_to_storage_type(DType::F16);
+    let client = primitive(q)?.client;
+    let multiple = client.properties().features.matmul.cmma.iter().filter(|c| c.a_type == f16 && c.b_type == f16).map(|c| c.k.max(c.n) as usize).max()?;
     let strategy = Strategy::BlackboxAccelerated(BlueprintStrategy::Inferred(BlackboxAcceleratedStrategy { num_planes: planes, seq_q: 1, seq_kv: 1 }));
-    padded_flash(q, k, v, causal, 16, strategy)
+    padded_flash(q, k, v, causal, multiple.next_power_of_two(), strategy)
 }
 
 /// cubek flash attention with the head dims zero-padded to a multiple of `multiple` (the

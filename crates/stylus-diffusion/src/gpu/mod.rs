@@ -184,7 +184,7 @@ pub fn matmul_with<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>, kind: GpuMatm
     // rather than unavailable. On such adapters the same two routines run here, a refusal falling
     // through to the next.
     if cube::tensor_cores(&lhs) {
-        for k in [GpuMatmul::SimpleCmma, GpuMatmul::SimpleUnitMax] {
+        for k in [GpuMatmul::SimpleCmma, GpuMatmul::SimpleUnitMax].into_iter().filter(|k| *k != kind) {
             if let Some(out) = cube::matmul(&lhs, &rhs, k) {
                 return out;
             }

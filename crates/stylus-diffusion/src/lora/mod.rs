@@ -184,10 +184,12 @@ impl LoraHost {
             let linear = matches!(target, Target::Linear { .. });
             let low = (!ups.is_empty()).then(|| {
                 let (up, down) = (Tensor::cat(ups, 1), Tensor::cat(downs, 0));
+                // through `gpu::matmul`: the engine's routine choice, and no panic from burn's
+                // cubek `Auto` on tensor-core adapters
                 if linear {
-                    down.transpose().matmul(up.transpose())
+                    crate::gpu::matmul(down.transpose(), up.transpose())
                 } else {
-                    up.matmul(down)
+                    crate::gpu::matmul(up, down)
                 }
             });
             let dense = if linear { dense.map(Tensor::transpose) } else { dense };
