@@ -17,7 +17,7 @@ use stylus_lora::{LoraFile, ModuleKey, ModuleTable};
 use stylus_sd::{sd_params, Component, SdConfig};
 
 mod common;
-use common::{random_unet, Rng};
+use common::{random_unet, set_dtype, Rng};
 
 /// The 128 attention linears of SD1.5's UNet: (diffusers path, [out, in]).
 fn attention_linears(cfg: &SdConfig) -> Vec<(String, Vec<usize>)> {
@@ -77,11 +77,7 @@ fn main() {
         std::process::exit(2);
     };
     let mut device = device_named(&device_name).unwrap_or_else(|e| fail(e.to_string()));
-    match dtype.as_str() {
-        "f32" => {}
-        "f16" => device.configure(burn::tensor::FloatDType::F16).unwrap_or_else(|e| fail(format!("f16 on {device_name}: {e:?}"))),
-        other => fail(format!("--dtype {other}: f32 or f16")),
-    }
+    set_dtype(&mut device, &device_name, &dtype).unwrap_or_else(|e| fail(e));
     let cfg = SdConfig::v1_5();
 
     // Full-size UNet with random weights (text encoder / VAE slots zero-filled, then dropped).

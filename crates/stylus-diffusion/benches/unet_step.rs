@@ -14,7 +14,7 @@
 use std::time::Instant;
 
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Device, FloatDType, Tensor};
+use burn::tensor::{Device, Tensor};
 use stylus_diffusion::attention::{multi_head_attention, AttentionConfig, AttentionKernel};
 use stylus_diffusion::device_named;
 use stylus_diffusion::gpu::{set_gpu_matmul, GpuMatmul};
@@ -23,7 +23,7 @@ use stylus_diffusion::nn::{from_vec, to_vec};
 use stylus_sd::SdConfig;
 
 mod common;
-use common::{random_unet, Rng};
+use common::{random_unet, set_dtype, Rng};
 
 fn fail(msg: String) -> ! {
     eprintln!("unet_step: {msg}");
@@ -133,6 +133,15 @@ fn rel_err(got: &[f32], want: &[f32]) -> f64 {
     got.iter().zip(want).fold(0f64, |m, (a, b)| m.max((a - b).abs() as f64)) / scale
 }
 
+/// A [`rel_err`] for the JSON lines (JSON has no NaN).
+fn err_json(e: f64) -> serde_json::Value {
+    if e.is_finite() {
+        e.into()
+    } else {
+        "non-finite".into()
+    }
+}
+
 /// One `BENCH_JSON {"op": …}` line (printed as soon as measured: a later crash or timeout keeps it).
 fn report(op: &str, kernel: &str, timing: (f64, f64), reps: usize) {
     report_err(op, kernel, timing, reps, None)
@@ -142,7 +151,7 @@ fn report(op: &str, kernel: &str, timing: (f64, f64), reps: usize) {
 fn report_err(op: &str, kernel: &str, (first, median): (f64, f64), reps: usize, rel_err: Option<f64>) {
     let mut out = serde_json::json!({"op": op, "kernel": kernel, "first_ms": first, "median_ms": median, "reps": reps});
     if let Some(e) = rel_err {
-        out["rel_err"] = if e.is_finite() { e.into() } else { "non-finite".into() };
+        out["rel_err"] = err_json(e);
     }
     eprintln!("unet_step: {out}");
     println!("BENCH_JSON {out}");
@@ -164,11 +173,7 @@ fn main() {
     let matmul = GpuMatmul::parse(&matmul_name).unwrap_or_else(|| fail(format!("--matmul {matmul_name}: a stylus_diffusion::gpu::GpuMatmul name")));
     let dtype = arg("--dtype", "f32");
     let mut device = device_named(&device_name).unwrap_or_else(|e| fail(e.to_string()));
-    match dtype.as_str() {
-        "f32" => {}
-        "f16" => device.configure(FloatDType::F16).unwrap_or_else(|e| fail(format!("f16 on {device_name}: {e:?}"))),
-        other => fail(format!("--dtype {other}: f32 or f16")),
-    }
+    set_dtype(&mut device, &device_name, &dtype).unwrap_or_else(|e| fail(e));
     let mut rng = Rng(0x5eed);
     let routine = |name: &str| {
         let v = arg(name, "auto");
@@ -199,9 +204,13 @@ fn main() {
         .unwrap_or_else(|_| fail("--attn-budget: MiB, a number".into()));
     let attn = AttentionConfig { kernel, max_scores_bytes: budget_mib << 20 };
     let (c, s) = (cfg.unet.in_channels, cfg.unet.cross_attention_dim);
-    let mut step = || {
+    // a step's random latents and text context
+    let inputs = |rng: &mut Rng| {
         let x = from_vec(rng.fill(batch * c * latent * latent, 1.0), [batch, c, latent, latent], &device).expect("x");
-        let ctx = from_vec(rng.fill(batch * 77 * s, 1.0), [batch, 77, s], &device).expect("ctx");
+        (x, from_vec(rng.fill(batch * 77 * s, 1.0), [batch, 77, s], &device).expect("ctx"))
+    };
+    let mut step = || {
+        let (x, ctx) = inputs(&mut rng);
         let t = Instant::now();
         let eps = to_vec(unet.forward(x, &[500.0], &ctx, &attn).expect("forward")).expect("read");
         assert!(eps.iter().all(|v| v.is_finite()), "non-finite ε");
@@ -225,15 +234,13 @@ fn main() {
     }
     // `--check`: ε of one step against the same step with the unit matmul routine and the explicit
     // attention (no tensor cores, no plane ops), same inputs; its own line (`check_rel_err`)
-    let x = from_vec(rng.fill(batch * c * latent * latent, 1.0), [batch, c, latent, latent], &device).expect("x");
-    let ctx = from_vec(rng.fill(batch * 77 * s, 1.0), [batch, 77, s], &device).expect("ctx");
+    let (x, ctx) = inputs(&mut rng);
     let got = to_vec(unet.forward(x.clone(), &[500.0], &ctx, &attn).expect("forward")).expect("read");
     set_gpu_matmul(GpuMatmul::SimpleUnitMin);
     let plain = AttentionConfig { kernel: AttentionKernel::Explicit, ..attn };
     let want = to_vec(unet.forward(x, &[500.0], &ctx, &plain).expect("forward")).expect("read");
     set_gpu_matmul(matmul);
-    let e = rel_err(&got, &want);
-    let check = serde_json::json!({"check_rel_err": if e.is_finite() { serde_json::json!(e) } else { serde_json::json!("non-finite") }});
+    let check = serde_json::json!({ "check_rel_err": err_json(rel_err(&got, &want)) });
     eprintln!("unet_step: {check}");
     println!("BENCH_JSON {check}");
 }

@@ -3,9 +3,19 @@
 
 use std::collections::HashMap;
 
-use burn::tensor::Device;
+use burn::tensor::{Device, FloatDType};
 use stylus_diffusion::{Loader, LoraHost, UNet2DConditionModel};
 use stylus_sd::{sd_params, Component, SdConfig};
+
+/// The benches' `--dtype`: `f32` (the device default) or `f16` (float tensors stored in f16) on
+/// `device` (named `name` in errors).
+pub fn set_dtype(device: &mut Device, name: &str, dtype: &str) -> Result<(), String> {
+    match dtype {
+        "f32" => Ok(()),
+        "f16" => device.configure(FloatDType::F16).map_err(|e| format!("f16 on {name}: {e:?}")),
+        other => Err(format!("--dtype {other}: f32 or f16")),
+    }
+}
 
 /// xorshift64* → uniform in [-a, a].
 pub struct Rng(pub u64);

@@ -43,11 +43,16 @@ fn plane_ops(t: &CubeTensor) -> bool {
     props.features.plane.contains(Plane::Ops) || (cfg!(not(target_arch = "wasm32")) && props.hardware.plane_size_min >= 2)
 }
 
-/// Whether the adapter has cooperative matrices (tensor cores) with `dtype` operands: cubecl
-/// lists them on Vulkan through SPIR-V (`VK_KHR_cooperative_matrix`); WGSL has none.
-pub fn has_cmma(t: &CubeTensor, dtype: DType) -> bool {
+/// The adapter's cooperative-matrix (tensor-core) instructions with `dtype` operands, as
+/// `(k, n)` tile sizes: cubecl lists them on Vulkan through SPIR-V (`VK_KHR_cooperative_matrix`);
+/// WGSL has none.
+fn cmma_tiles(t: &CubeTensor, dtype: DType) -> Vec<(u32, u32)> {
     let elem = dtype_to_storage_type(dtype);
-    t.client.properties().features.matmul.cmma.iter().any(|c| c.a_type == elem && c.b_type == elem)
+    t.client.properties().features.matmul.cmma.iter().filter(|c| c.a_type == elem && c.b_type == elem).map(|c| (c.k, c.n)).collect()
+}
+
+fn has_cmma(t: &CubeTensor, dtype: DType) -> bool {
+    !cmma_tiles(t, dtype).is_empty()
 }
 
 fn strategy(kind: GpuMatmul) -> Strategy {
@@ -67,8 +72,24 @@ fn strategy(kind: GpuMatmul) -> Strategy {
     }
 }
 
+/// `kind` alone (`None` where it refuses the problem or the adapter lacks what it needs): the
+/// tests' proof that a routine really ran.
+#[cfg(test)]
 pub fn matmul<const D: usize>(lhs: &Tensor<D>, rhs: &Tensor<D>, kind: GpuMatmul) -> Option<Tensor<D>> {
-    let (mut l, r) = (primitive(lhs)?, primitive(rhs)?);
+    launch(primitive(lhs)?, primitive(rhs)?, kind)
+}
+
+/// `kind`, then, where the adapter has tensor cores for the operands, what burn's matmul would run
+/// there (cubek's `Auto`: `simple-cmma`, then the unit routine), each refusal falling through to
+/// the next: burn's own `Auto` panics when the cmma routine calls a problem invalid rather than
+/// unavailable. `None` where every one refuses, or the tensors are not on the cube backend.
+pub fn matmul_or_fallback<const D: usize>(lhs: &Tensor<D>, rhs: &Tensor<D>, kind: GpuMatmul) -> Option<Tensor<D>> {
+    let (l, r) = (primitive(lhs)?, primitive(rhs)?);
+    let fallbacks = if has_cmma(&l, l.dtype) { [GpuMatmul::SimpleCmma, GpuMatmul::SimpleUnitMax].as_slice() } else { &[] };
+    std::iter::once(kind).chain(fallbacks.iter().copied().filter(|k| *k != kind)).find_map(|k| launch(l.clone(), r.clone(), k))
+}
+
+fn launch<const D: usize>(mut l: CubeTensor, r: CubeTensor, kind: GpuMatmul) -> Option<Tensor<D>> {
     let dtype = l.dtype;
     // `Backend` / `Auto` are not routines here: cubek's `Strategy::Auto` panics where the cmma
     // routine calls a problem invalid (the caller resolves both)
@@ -100,12 +121,12 @@ pub fn matmul<const D: usize>(lhs: &Tensor<D>, rhs: &Tensor<D>, kind: GpuMatmul)
     launched.ok().map(|_| Tensor::from_primitive::<CubeBackend>(out))
 }
 
-/// Not in the browser build: opt-in and slower than the explicit attention where measured, and
-/// its kernel family is 1.16 MB of engine wasm.
 pub fn tensor_cores<const D: usize>(t: &Tensor<D>) -> bool {
     primitive(t).is_some_and(|p| has_cmma(&p, p.dtype))
 }
 
+/// Not in the browser build: opt-in and slower than the explicit attention where measured, and
+/// its kernel family is 1.16 MB of engine wasm.
 #[cfg(target_arch = "wasm32")]
 pub fn flash_attention(_: &Tensor<4>, _: &Tensor<4>, _: &Tensor<4>, _: bool, _: u8) -> Option<Tensor<4>> {
     None
@@ -113,22 +134,18 @@ pub fn flash_attention(_: &Tensor<4>, _: &Tensor<4>, _: &Tensor<4>, _: bool, _: 
 
 #[cfg(not(target_arch = "wasm32"))]
 pub fn flash_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, causal: bool, planes: u8) -> Option<Tensor<4>> {
-    use burn::tensor::ops::AttentionModuleOptions;
-    use burn_cubecl::kernel::attention::flash_attention as cube_flash;
-    use cubek::attention::forward::launch::{BlueprintStrategy as AttnBlueprint, Strategy as AttnStrategy};
+    use cubek::attention::forward::launch::{BlueprintStrategy, Strategy};
     let (pq, pk, pv) = (primitive(q)?, primitive(k)?, primitive(v)?);
     if !float_ok(pq.dtype) || pk.dtype != pq.dtype || pv.dtype != pq.dtype {
         return None;
     }
     // f16 models only: the kernel multiplies in f16 fragments whatever the tensors' dtype
-    if planes > 0 && pq.dtype == DType::F16 && has_cmma(&pq, DType::F16) {
-        if let Some(out) = accelerated_attention(q, k, v, causal, planes) {
+    if planes > 0 && pq.dtype == DType::F16 {
+        if let Some(out) = accelerated_attention(q, k, v, causal, planes, &pq) {
             return Some(out);
         }
     }
-    let opts = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
-    let out = cube_flash(pq, pk, pv, None, None, opts, AttnStrategy::Unit(AttnBlueprint::Inferred(()))).ok()?;
-    Some(Tensor::from_primitive::<CubeBackend>(out))
+    padded_flash(q, k, v, causal, 1, Strategy::Unit(BlueprintStrategy::Inferred(())))
 }
 
 /// cubek's tensor-core flash attention (`BlackboxAccelerated`: f16 fragments of 16 rows, f32
@@ -136,7 +153,7 @@ pub fn flash_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, causal: bool
 /// of 16 (SD1.5's 40 → 48: zero columns add nothing to `q·kᵀ` and give zero output columns,
 /// sliced off), and `q` is scaled by `√(48/40)` since the kernel divides by `√48`.
 #[cfg(not(target_arch = "wasm32"))]
-fn accelerated_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, causal: bool, planes: u8) -> Option<Tensor<4>> {
+fn accelerated_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, causal: bool, planes: u8, pq: &CubeTensor) -> Option<Tensor<4>> {
     use cubek::attention::forward::launch::{BlueprintStrategy, Strategy};
     use cubek::attention::forward::routines::blackbox_accelerated::BlackboxAcceleratedStrategy;
     // the kernel refuses query counts its stage (planes × 16-row tiles) does not divide (CLIP's 77):
@@ -145,16 +162,15 @@ fn accelerated_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, causal: bo
         return None;
     }
     // pad to a multiple of every f16 instruction tile's k and n, so that whichever tile cubek picks
-    // divides both head dims (its value partition truncates rather than refusing)
-    let f16 = dtype_to_storage_type(DType::F16);
-    let client = primitive(q)?.client;
-    let multiple = client.properties().features.matmul.cmma.iter().filter(|c| c.a_type == f16 && c.b_type == f16).map(|c| c.k.max(c.n) as usize).max()?;
+    // divides both head dims (its value partition truncates rather than refusing); none: no tensor cores
+    let multiple = cmma_tiles(pq, DType::F16).into_iter().map(|(k, n)| k.max(n) as usize).max()?;
     let strategy = Strategy::BlackboxAccelerated(BlueprintStrategy::Inferred(BlackboxAcceleratedStrategy { num_planes: planes, seq_q: 1, seq_kv: 1 }));
     padded_flash(q, k, v, causal, multiple.next_power_of_two(), strategy)
 }
 
 /// cubek flash attention with the head dims zero-padded to a multiple of `multiple` (the
-/// kernel's scale `1/√padded` compensated on `q`, the padded output columns sliced off).
+/// kernel's scale `1/√padded` compensated on `q`, the padded output columns sliced off; 1: as
+/// they are).
 #[cfg(not(target_arch = "wasm32"))]
 pub(super) fn padded_flash(
     q: &Tensor<4>,

@@ -122,16 +122,18 @@ pub fn set_gemm_min_k_ratio(ratio: usize) {
     MIN_K_RATIO.store(ratio, Ordering::Relaxed);
 }
 
-static AUTO_SMALL: AtomicU8 = AtomicU8::new(GpuMatmul::Gemm as u8);
-static AUTO_LARGE: AtomicU8 = AtomicU8::new(GpuMatmul::Backend as u8);
+const AUTO_SMALL_DEFAULT: GpuMatmul = GpuMatmul::Gemm;
+const AUTO_LARGE_DEFAULT: GpuMatmul = GpuMatmul::Backend;
+static AUTO_SMALL: AtomicU8 = AtomicU8::new(AUTO_SMALL_DEFAULT as u8);
+static AUTO_LARGE: AtomicU8 = AtomicU8::new(AUTO_LARGE_DEFAULT as u8);
 
 /// The two routines [`GpuMatmul::Auto`] chooses between: `small` for outputs within
 /// [`set_small_output_limit`] (default [`GpuMatmul::Gemm`]), `large` for the others (default
 /// [`GpuMatmul::Backend`]). `Auto` itself is not a choice here (it stands for the default).
 pub fn set_auto_routines(small: GpuMatmul, large: GpuMatmul) {
     let pick = |k: GpuMatmul, def: GpuMatmul| if k == GpuMatmul::Auto { def } else { k } as u8;
-    AUTO_SMALL.store(pick(small, GpuMatmul::Gemm), Ordering::Relaxed);
-    AUTO_LARGE.store(pick(large, GpuMatmul::Backend), Ordering::Relaxed);
+    AUTO_SMALL.store(pick(small, AUTO_SMALL_DEFAULT), Ordering::Relaxed);
+    AUTO_LARGE.store(pick(large, AUTO_LARGE_DEFAULT), Ordering::Relaxed);
 }
 
 fn from_u8(v: u8) -> GpuMatmul {
@@ -174,23 +176,9 @@ pub fn matmul_with<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>, kind: GpuMatm
         }
         k => k,
     };
-    if kind != GpuMatmul::Backend {
-        if let Some(out) = cube::matmul(&lhs, &rhs, kind) {
-            return out;
-        }
-    }
-    // burn's matmul runs cubek's `Auto`: `simple-cmma` where the adapter lists cooperative matrices,
-    // then the unit routine, but it panics when the cmma routine rejects a problem as invalid
-    // rather than unavailable. On such adapters the same two routines run here, a refusal falling
-    // through to the next.
-    if cube::tensor_cores(&lhs) {
-        for k in [GpuMatmul::SimpleCmma, GpuMatmul::SimpleUnitMax].into_iter().filter(|k| *k != kind) {
-            if let Some(out) = cube::matmul(&lhs, &rhs, k) {
-                return out;
-            }
-        }
-    }
-    lhs.matmul(rhs)
+    // on a tensor-core adapter burn's matmul would panic where its cmma routine calls a problem
+    // invalid: the cube side runs its routines itself (`Backend` there is only the fallbacks)
+    cube::matmul_or_fallback(&lhs, &rhs, kind).unwrap_or_else(|| lhs.matmul(rhs))
 }
 
 /// `x · W + b` (`W` `[in, out]`, as burn's `module::linear`) through [`matmul`]: the leading dims
@@ -253,7 +241,12 @@ mod cube {
         false
     }
 
+    #[cfg(test)]
     pub fn matmul<const D: usize>(_: &Tensor<D>, _: &Tensor<D>, _: GpuMatmul) -> Option<Tensor<D>> {
+        None
+    }
+
+    pub fn matmul_or_fallback<const D: usize>(_: &Tensor<D>, _: &Tensor<D>, _: GpuMatmul) -> Option<Tensor<D>> {
         None
     }
 
