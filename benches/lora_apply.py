@@ -80,6 +80,8 @@ def main():
             f"{res['apply5_ms'] / t['apply5_ms']:.2f} | {res['switch_ms']:.0f} ms | {t['switch_ms']:.0f} ms | "
             f"{res['switch_ms'] / t['switch_ms']:.2f} | {res['per_image_4_masks_ms']:.0f} ms | {res['restore_ms']:.1f} ms | "
             f"{res['switch_uploaded_bytes'] / 1e6:.1f} MB | **{res['switch_base_bytes_reuploaded']}** |")
+    r0 = mine["results"][0]["rank"]
+    mflop = sum(2 * o * i * r0 * 5 for o, i in attention_linears()) / 1e6  # MFLOP per ms = GFLOP/s
     text = "\n".join([
         "## LoRA application on the full-size UNet, CPU (issue #6)",
         "",
@@ -100,12 +102,13 @@ def main():
         "",
         "Parsing one file (F16 → f32, validation): " + ", ".join(
             f"rank {res['rank']} {res['parse_ms_per_file']:.0f} ms" for res in mine["results"]) + ".",
-        "Reading: the merge is GEMM-bound (2·out·in·rank·5 flops per layer, 30 GFLOP at rank 32). burn-flex's GEMM "
-        "(the `gemm` crate, AVX2 here) runs about 25 GFLOPS on one core, PyTorch's MKL about 110 (AVX-512); burn-flex's "
-        "`x86-v4` feature measured no gain (1.62 vs 1.68 s) and was not kept. The switch ratio is smaller because "
+        f"Reading: the merge is GEMM-bound (2·out·in·rank·5 flops per layer, {mflop / 1e3:.0f} GFLOP at rank {r0}): "
+        f"{mflop / mine['results'][0]['apply5_ms']:.0f} GFLOP/s ours, {mflop / ref[r0]['apply5_ms']:.0f} GFLOP/s PyTorch "
+        "here, one core each (burn-flex's GEMM is the `gemm` crate, its AVX-512 kernels picked at run time through "
+        "burn-flex's `x86-v4` feature, AVX2 elsewhere; PyTorch's MKL). The switch ratio is smaller because "
         "diffusers must unfuse before fusing; we re-merge from the kept base. The per-image path installs in "
         "milliseconds (uploads only) and pays its low-rank matmuls in every UNet step instead. "
-        "On a lent H200 (BENCHMARKS.md, GPU section): 122 ms for 5 rank-32 adapters through burn-wgpu (goal ≤ 100 ms), PyTorch 8.5 ms in the same call.",
+        "On a lent H200 (BENCHMARKS.md, GPU section): 122–154 ms for 5 rank-32 adapters through burn-wgpu (goal ≤ 100 ms), PyTorch 8.5–8.6 ms in the same calls.",
     ])
     print(text)
     if not a.no_write:

@@ -198,7 +198,7 @@ async function onGenerate() {
     requestPersistence().then(showStorage);
     engine ??= new Engine(location.href);
     const { images } = await generateAll(engine, last.result, settings, overrides, {
-      onDownload: downloadRow, onStep, onPreview: showPreview, onStatus: (t) => setStatus(t), onImage: showImage,
+      onDownload: downloadRow, onWarmUp: (s) => { $('step-text').textContent = `compiling GPU kernels ${s.done}/${s.total}`; }, onStep, onPreview: showPreview, onStatus: (t) => setStatus(t), onImage: showImage,
     });
     setStatus(`Generated ${images.length} image${images.length === 1 ? '' : 's'} in ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
     document.body.dataset.generated = String(images.length);

@@ -5,10 +5,15 @@
 // (generation stages) and {id, download} (store progress) on the way.
 //   init        {pkg, wasmParts?}          URL of stylus_web.js (engine build); wasmParts: URL of the
 //                                          parts manifest of its wasm (reassembled and verified here)
-//   loadModel   {manifest, tokenizer, retries?}                converted model (`stylus convert`)
-//            or {checkpoint, tokenizer, config, sha256?, retries?}   single .safetensors file
+//   loadModel   {manifest, tokenizer, retries?, warmUp?}       converted model (`stylus convert`)
+//            or {checkpoint, tokenizer, config, sha256?, retries?, warmUp?}   single .safetensors file
+//                                          warmUp: a generate request; when the model comes from the network,
+//                                          its kernels compile on a zero-weight stand-in meanwhile
+//                                          (result.warmed says whether that ran to the end)
 //   addLora     {url | bytes, sha256?, size?, name?}   → result: adapter index (same url+sha: reused)
 //   setAdapters {weights}                  [[w per adapter] per image], [] = none
+//   warmUp      {request}                  compiles the kernels a `generate` of this request launches; runs
+//                                          while later messages download (they wait for it before using the model)
 //   generate    {request}                  {prompt, negative, steps, cfg, seed, width, height, scheduler, batch}
 //   cancel      {}                         stops the running generation at its next step
 //   stats       {}                         → {wasmMemoryBytes, loras}
@@ -19,12 +24,13 @@ let mod;
 let wasm;
 let gen;
 let loras = new Map(); // url|sha → index, since the last loadModel
+let warming = Promise.resolve(); // the running warm-up: what uses the model waits for it (downloads do not)
 
 async function bytes(src, id, what, opts = {}) {
   if (src instanceof Uint8Array) return src;
   if (src instanceof ArrayBuffer) return new Uint8Array(src);
-  const { tag, ...o } = opts;
-  return store.fetchVerified(src, { ...o, what, onProgress: (d) => self.postMessage({ id, download: { ...d, ...tag } }) });
+  const { tag, onData, ...o } = opts;
+  return store.fetchVerified(src, { ...o, what, onProgress: (d) => { onData?.(d); self.postMessage({ id, download: { ...d, ...tag } }); } });
 }
 
 async function init(id, { pkg, wasmParts }) {
@@ -40,9 +46,23 @@ async function init(id, { pkg, wasmParts }) {
   return {};
 }
 
+// The first progress event of a model file that comes from the network (not the cache) starts the
+// warm-up on a stand-in of `config`: shader compilation overlaps the download, a first visit's long part.
+function standInStarter(id, m, tokP, state) {
+  return (config) => (d) => {
+    if (state.run || d.cached || !m.warmUp) return;
+    const run = tokP.then((tok) => gen.warmUpStandIn(config, tok, JSON.stringify(m.warmUp), (p) => self.postMessage({ id, progress: p })));
+    state.run = run.then(() => true, () => false);
+    warming = state.run;
+  };
+}
+
 async function loadModel(id, m) {
   const retries = m.retries ?? 3;
   const tokP = bytes(m.tokenizer, id, 'tokenizer', { retries });
+  tokP.catch(() => {}); // awaited below; a failure must not also surface as unhandled
+  const standIn = {};
+  const starter = standInStarter(id, m, tokP, standIn);
   if (m.manifest) {
     const manifest = await store.fetchJson(m.manifest, { what: 'model manifest' });
     if (!Array.isArray(manifest.shards)) throw new Error(`bad_model: ${m.manifest} is not a converted-model manifest (no shards)`);
@@ -50,26 +70,32 @@ async function loadModel(id, m) {
     const adapter = await self.navigator?.gpu?.requestAdapter?.().catch(() => null);
     const problem = limitsProblem(manifest, adapter?.limits);
     if (problem) throw new Error(`webgpu_limits: ${problem}`);
+    const onData = starter(manifest.config);
     const shards = [];
     for (const [i, s] of manifest.shards.entries()) {
       const url = new URL(s.file, new URL(m.manifest, self.location.href)).href;
       const tag = { shard: `${i + 1}/${manifest.shards.length}` };
       shards.push(s.gzip // `stylus convert --gzip`: the compressed copy travels, the shard's sha256 is checked after
-        ? await store.fetchGzipVerified(url, { gzip: s.gzip, sha256: s.sha256, what: 'model', retries, onProgress: (d) => self.postMessage({ id, download: { ...d, ...tag } }) })
-        : await bytes(url, id, 'model', { sha256: s.sha256, size: s.bytes, retries, tag }));
+        ? await store.fetchGzipVerified(url, { gzip: s.gzip, sha256: s.sha256, what: 'model', retries, onProgress: (d) => { onData(d); self.postMessage({ id, download: { ...d, ...tag } }); } })
+        : await bytes(url, id, 'model', { sha256: s.sha256, size: s.bytes, retries, tag, onData }));
     }
-    gen.loadConvertedModel(JSON.stringify(manifest), shards, await tokP);
-    return { config: manifest.config, dtype: manifest.dtype, bytes: manifest.total_bytes };
+    const tok = await tokP;
+    await warming;
+    gen.loadConvertedModel(JSON.stringify(manifest), shards, tok);
+    return { config: manifest.config, dtype: manifest.dtype, bytes: manifest.total_bytes, warmed: standIn.run ? await standIn.run : false };
   }
-  const [ckpt, tok] = await Promise.all([bytes(m.checkpoint, id, 'model', { sha256: m.sha256, retries }), tokP]);
-  gen.loadModel(ckpt, tok, m.config || 'sd15', m.sha256 || null);
-  return { config: m.config || 'sd15' };
+  const config = m.config || 'sd15';
+  const [ckpt, tok] = await Promise.all([bytes(m.checkpoint, id, 'model', { sha256: m.sha256, retries, onData: starter(config) }), tokP]);
+  await warming;
+  gen.loadModel(ckpt, tok, config, m.sha256 || null);
+  return { config, warmed: standIn.run ? await standIn.run : false };
 }
 
 async function addLora(id, m) {
   const key = m.url ? `${new URL(m.url, self.location.href).href}|${String(m.sha256 || '').toLowerCase()}` : null;
   if (key && loras.has(key)) return loras.get(key);
   const b = await bytes(m.url || m.bytes, id, m.name ? `lora ${m.name}` : 'lora', { sha256: m.sha256, size: m.size });
+  await warming;
   const index = gen.addLora(b, m.sha256 || null);
   if (key) loras.set(key, index);
   return index;
@@ -91,9 +117,18 @@ self.onmessage = async (ev) => {
       case 'addLora':
         return reply({ ok: true, result: await addLora(id, ev.data) });
       case 'setAdapters':
+        await warming;
         gen.setAdapters(JSON.stringify(ev.data.weights || []));
         return reply({ ok: true });
+      case 'warmUp': {
+        await warming;
+        const run = gen.warmUp(JSON.stringify(ev.data.request), (p) => reply({ progress: p }));
+        warming = run.catch(() => {});
+        await run;
+        return reply({ ok: true });
+      }
       case 'generate': {
+        await warming;
         const images = await gen.generate(JSON.stringify(ev.data.request), (p) => reply({ progress: p }));
         return reply({ ok: true, result: images }, images.map((i) => i.rgb.buffer));
       }

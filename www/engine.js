@@ -72,17 +72,39 @@ export class Engine {
     return this.ready;
   }
 
-  /** modelUrl: a converted model's manifest.json, or a single .safetensors (then `config`). */
-  async loadModel({ modelUrl, tokenizerUrl = '', config = 'sd15' }, onDownload) {
+  /**
+   * modelUrl: a converted model's manifest.json, or a single .safetensors (then `config`). With
+   * warm = {request, onProgress}, the worker compiles that request's kernels on a zero-weight
+   * stand-in while the model downloads (only when it comes from the network).
+   */
+  async loadModel({ modelUrl, tokenizerUrl = '', config = 'sd15' }, onDownload, warm = null) {
     const model = new URL(modelUrl, globalThis.location?.href).href;
     const tokenizer = new URL(tokenizerUrl || 'tokenizer.json', tokenizerUrl ? globalThis.location?.href : model).href;
     const key = `${model}|${tokenizer}|${config}`;
     if (this.model === key) return null;
     const msg = /\.json($|\?)/.test(model) ? { manifest: model, tokenizer } : { checkpoint: model, tokenizer, config };
-    const r = await this.call({ type: 'loadModel', ...msg }, { onDownload });
+    const r = await this.call({ type: 'loadModel', ...msg, warmUp: warm?.request }, { onDownload, onProgress: warm?.onProgress });
     this.model = key;
     this.loras = 0;
+    this.warmed = r?.warmed ? this.warmKey(warm.request) : null;
     return r;
+  }
+
+  /** Requests with the same key launch the same kernels (for the loaded model). */
+  warmKey(request) {
+    return `${this.model}|${request.width}x${request.height}|${request.batch ?? 1}|${(request.cfg ?? 5) > 1}`;
+  }
+
+  /**
+   * Compiles the GPU kernels a generation of this request launches (once per model and request
+   * shape: compiled kernels live as long as the worker). The worker runs it while the next
+   * messages download; it never fails a generation: its errors resolve to null.
+   */
+  warmUp(request, onProgress) {
+    const key = this.warmKey(request);
+    if (this.warmed === key) return Promise.resolve(null);
+    this.warmed = key;
+    return this.call({ type: 'warmUp', request }, { onProgress }).then(() => key, () => { this.warmed = null; return null; });
   }
 
   cancel() { return this.call({ type: 'cancel' }); }
@@ -119,19 +141,33 @@ export function plan(result, overrides = new Map()) {
   return { adapters, used, images };
 }
 
-/**
- * One image per mask: downloads the engine, the model and the adapters the images use, then
- * generates image i with its adapters (seed + i). cb: onDownload(d), onStep(p, i, n), onImage(img, i, planned), onStatus(text).
- */
 /** Steps between two live previews unless `settings.previewEvery` says otherwise (0: none). */
 export const PREVIEW_EVERY = 5;
 
+/**
+ * One image per mask: downloads the engine, the model and the adapters the images use, then
+ * generates image i with its adapters (seed + i). The GPU kernels compile while the model downloads
+ * (on a stand-in) or else while the adapters do (`Engine.warmUp`). cb: onDownload(d), onWarmUp(p),
+ * onStep(p, i, n), onImage(img, i, planned), onStatus(text).
+ */
 export async function generateAll(engine, result, settings, overrides, cb = {}) {
   const p = plan(result, overrides);
+  const request = (img, seed, batch) => ({
+    prompt: img.prompt, negative: [settings.negative, img.negative].filter(Boolean).join(', '),
+    steps: settings.steps, cfg: settings.cfg, seed, width: settings.width, height: settings.height,
+    scheduler: settings.scheduler, batch, previewEvery: settings.previewEvery ?? PREVIEW_EVERY,
+  });
+  const n = p.images.length;
+  // One batch (one mask per image, as Stylus does) when every image has the same prompt.
+  const oneBatch = p.images.every((i) => i.prompt === p.images[0].prompt && i.negative === p.images[0].negative);
+  const first = request(p.images[0], settings.seed, oneBatch ? n : 1);
   cb.onStatus?.('Loading the engine…');
   await engine.init(cb.onDownload);
   cb.onStatus?.('Loading the model…');
-  await engine.loadModel(settings, cb.onDownload);
+  await engine.loadModel(settings, cb.onDownload, { request: first, onProgress: cb.onWarmUp });
+  // Otherwise shader compilation overlaps the adapter downloads (the worker warms up meanwhile). With
+  // nothing to download there is nothing to overlap: the first step compiles, as the warm-up would.
+  const warm = p.used.length ? engine.warmUp(first, cb.onWarmUp) : null;
   const index = new Map();
   for (const a of p.used) {
     cb.onStatus?.(`Downloading adapter ${a.name}…`);
@@ -145,20 +181,17 @@ export async function generateAll(engine, result, settings, overrides, cb = {}) 
     for (const x of img.active) w[index.get(x.id)] = x.weight;
     return w;
   });
-  const request = (img, seed, batch) => ({
-    prompt: img.prompt, negative: [settings.negative, img.negative].filter(Boolean).join(', '),
-    steps: settings.steps, cfg: settings.cfg, seed, width: settings.width, height: settings.height,
-    scheduler: settings.scheduler, batch, previewEvery: settings.previewEvery ?? PREVIEW_EVERY,
-  });
+  if (warm) {
+    cb.onStatus?.('Preparing the GPU (compiling kernels)…');
+    await warm;
+  }
   // Step events go to onStep; latent previews ({stage: 'preview', images}) to onPreview per image.
   const steps = (first, n) => (s) => {
     if (s.stage === 'preview') s.images.forEach((image, k) => cb.onPreview?.(image, first + k, s));
     else cb.onStep?.(s, first, n);
   };
   const out = [];
-  const n = p.images.length;
-  // One batch (one mask per image, as Stylus does) when every image has the same prompt.
-  if (p.images.every((i) => i.prompt === p.images[0].prompt && i.negative === p.images[0].negative)) {
+  if (oneBatch) {
     await engine.call({ type: 'setAdapters', weights: rows.some((r) => r.some((v) => v !== 0)) ? rows : [] });
     cb.onStatus?.(`Generating ${n} image${n > 1 ? 's' : ''}…`);
     const images = await engine.call({ type: 'generate', request: request(p.images[0], settings.seed, n) }, { onProgress: steps(0, 1) });

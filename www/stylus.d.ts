@@ -71,10 +71,12 @@ type Bytes = Uint8Array | ArrayBuffer;
 
 export type EngineRequest =
   | { type: 'init'; pkg: string; wasmParts?: string }
-  | { type: 'loadModel'; manifest: string; tokenizer: string | Bytes; retries?: number }
-  | { type: 'loadModel'; checkpoint: string | Bytes; tokenizer: string | Bytes; config?: 'sd15' | 'tiny'; sha256?: string; retries?: number }
+  /** warmUp: compile this request's kernels on a zero-weight stand-in while the model downloads from the network. */
+  | { type: 'loadModel'; manifest: string; tokenizer: string | Bytes; retries?: number; warmUp?: GenerateRequest }
+  | { type: 'loadModel'; checkpoint: string | Bytes; tokenizer: string | Bytes; config?: 'sd15' | 'tiny'; sha256?: string; retries?: number; warmUp?: GenerateRequest }
   | { type: 'addLora'; url?: string; bytes?: Bytes; sha256?: string; size?: number; name?: string }
   | { type: 'setAdapters'; weights: number[][] }
+  | { type: 'warmUp'; request: GenerateRequest }
   | { type: 'generate'; request: GenerateRequest }
   | { type: 'cancel' }
   | { type: 'stats' };
@@ -84,9 +86,11 @@ export type EngineMessage = EngineRequest & { id: number };
 
 export interface EngineResults {
   init: { reused?: boolean };
-  loadModel: { config: string; dtype?: string; bytes?: number };
+  /** warmed: the stand-in warm-up ran to its end (the generation of that request compiles nothing). */
+  loadModel: { config: string; dtype?: string; bytes?: number; warmed: boolean };
   addLora: number;
   setAdapters: undefined;
+  warmUp: undefined;
   generate: EngineImage[];
   cancel: undefined;
   stats: { wasmMemoryBytes: number; loras: number };
@@ -100,7 +104,8 @@ export interface EngineImage {
 }
 
 export interface StepProgress {
-  stage: 'prompt' | 'denoising' | 'decoding';
+  /** 'warming': `warmUp`, done of 3 networks (text encoder, UNet, VAE decoder) run once. */
+  stage: 'warming' | 'prompt' | 'denoising' | 'decoding';
   done: number;
   total: number;
 }

@@ -47,16 +47,17 @@ fn generate_writes_the_library_image() {
     assert_eq!((w, h), (64, 64));
     assert_eq!(rgb, lib[0].rgb, "CLI PNG equals the library image");
 
-    // The diffusers folder holds the same (fp16-exact) weights: the same image.
+    // The diffusers folder holds the same (fp16-exact) weights: the same image, also after a
+    // kernel warm-up.
     let folder = fixtures().join("tiny_sd/diffusers");
     let o = stylus(&[
         "generate", "--model", folder.to_str().unwrap(), "--config", "tiny", "--prompt", prompt, "--steps", "2",
-        "--width", "64", "--height", "64", "--seed", "7", "--quiet", "--out", out.to_str().unwrap(),
+        "--width", "64", "--height", "64", "--seed", "7", "--quiet", "--warm-up", "--out", out.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "stylus failed: {}", String::from_utf8_lossy(&o.stderr));
     let (_, _, rgb2) = read_png(&out);
     std::fs::remove_file(&out).ok();
-    assert_eq!(rgb2, rgb, "diffusers folder and single file give the same PNG");
+    assert_eq!(rgb2, rgb, "diffusers folder (warmed up) and single file give the same PNG");
 }
 
 #[test]

@@ -7,12 +7,13 @@
 //! auto, simple-cmma, double-cmma, specialized-cmma, ordered-cmma). One warm-up step first (wgpu compiles its kernels there, timed
 //! separately), then `reps` timed steps, each synchronised by reading ε back. `--ops` times the
 //! single ops of ../shared/reference/GPU_NOTES.md first (matmul 1024², conv 3×3 320→320 at 64²,
-//! attention [1, 8, 4096, 40]) with each kernel choice, and on wgpu the UNet's GEMM shapes with each
-//! cubek matmul routine (`stylus_diffusion::gpu`). Prints `BENCH_JSON {…}` lines;
+//! attention [1, 8, 4096, 40]) with each kernel choice, the explicit attention's three parts apart,
+//! and on wgpu the UNet's GEMM shapes with each cubek matmul routine (`stylus_diffusion::gpu`). Prints `BENCH_JSON {…}` lines;
 //! `benches/unet_step.py` runs it beside PyTorch and writes BENCHMARKS.md.
 
 use std::time::Instant;
 
+use burn::tensor::activation::softmax;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 use stylus_diffusion::attention::{multi_head_attention, AttentionConfig, AttentionKernel};
@@ -119,8 +120,36 @@ fn ops(device: &Device, rng: &mut Rng, reps: usize, flash_planes: u8, opt: &dyn 
         }
     }
     stylus_diffusion::gpu::set_flash_planes(flash_planes);
+    attention_parts(device, &q, &kv, reps);
     for (op, kernel, timing) in rows {
         report(&op, &kernel, timing, reps);
+    }
+}
+
+/// Where the explicit attention's time goes: its three parts, each over all the query chunks of
+/// the default 64 MiB score budget as `multi_head_attention` runs them (`[1, 8, 4096, 40]`: 4096
+/// query rows in chunks of 512), each timed on its own (`BENCH_JSON {"op": "attention part …"}`).
+fn attention_parts(device: &Device, q: &Tensor<3>, kv: &Tensor<3>, reps: usize) {
+    let heads = |x: &Tensor<3>| x.clone().reshape([1, 4096, 8, 40]).swap_dims(1, 2);
+    let (q, k) = (heads(q), heads(kv));
+    let kt = k.clone().swap_dims(2, 3);
+    let rows = AttentionConfig::default().rows_per_chunk(1, 8, 4096).min(4096);
+    let chunks: Vec<Tensor<4>> = (0..4096).step_by(rows).map(|s| q.clone().narrow(2, s, rows.min(4096 - s))).collect();
+    let scores: Vec<Tensor<4>> = chunks.iter().map(|c| stylus_diffusion::gpu::matmul(c.clone(), kt.clone())).collect();
+    let probs: Vec<Tensor<4>> = scores.iter().map(|s| softmax(s.clone() * (1.0 / 40f64.sqrt()), 3)).collect();
+    let n = chunks.len();
+    let parts: [(&str, &dyn Fn(usize) -> Tensor<4>); 3] = [
+        ("q·kᵀ", &|i| stylus_diffusion::gpu::matmul(chunks[i].clone(), kt.clone())),
+        ("scale + softmax", &|i| softmax(scores[i].clone() * (1.0 / 40f64.sqrt()), 3)),
+        ("p·v", &|i| stylus_diffusion::gpu::matmul(probs[i].clone(), k.clone())),
+    ];
+    for (part, f) in parts {
+        report(
+            &format!("attention part {part} [1,8,4096,40], {n} chunks of {rows} rows"),
+            "explicit",
+            time_op(device, reps, || (0..n).map(f).last().expect("a chunk")),
+            reps,
+        );
     }
 }
 

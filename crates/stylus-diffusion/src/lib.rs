@@ -28,6 +28,7 @@ pub mod rng;
 pub mod unet;
 pub mod vae;
 pub mod vae_tiled;
+pub mod warm_up;
 
 pub use burn::tensor::Device;
 pub use clip::ClipTextModel;
@@ -39,6 +40,7 @@ pub use rng::{NoiseSource, RecordedNoise, SeededNoise};
 pub use unet::UNet2DConditionModel;
 pub use vae::AutoencoderKL;
 pub use vae_tiled::VaeTiling;
+pub use warm_up::WARM_UP_PARTS;
 
 /// Helpers shared by the unit tests.
 #[cfg(test)]

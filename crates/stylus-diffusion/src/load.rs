@@ -59,6 +59,15 @@ struct Entry<'a> {
     slot: Slot<'a>,
 }
 
+/// What a loader without a checkpoint hands out.
+#[derive(Debug, Clone, Copy)]
+enum DryRun {
+    /// One-element tensors (only the requests matter).
+    Scalars,
+    /// Zeros of the requested shape.
+    Zeros,
+}
+
 /// Hands out checkpoint tensors by (component, diffusers path) and tracks what was taken.
 pub struct Loader<'a> {
     device: Device,
@@ -66,8 +75,8 @@ pub struct Loader<'a> {
     entries: HashMap<(Component, String), Entry<'a>>,
     /// Keys of the files outside the three networks' namespaces, not used (reported, not errors).
     ignored: Vec<String>,
-    /// Dry run: record requests, return placeholder tensors.
-    dry_run: bool,
+    /// Record requests and hand out zeros instead of checkpoint tensors.
+    dry_run: Option<DryRun>,
     requested: Vec<(Component, String, Vec<usize>)>,
     /// Every UNet / text-encoder Linear and Conv2d loaded so far, for LoRA patches.
     lora: LoraHost,
@@ -82,7 +91,7 @@ impl<'a> Loader<'a> {
             component: Component::Unet,
             entries: HashMap::new(),
             ignored: Vec::new(),
-            dry_run: false,
+            dry_run: None,
             requested: Vec::new(),
             lora: LoraHost::default(),
             no_vae_encoder: false,
@@ -96,7 +105,14 @@ impl<'a> Loader<'a> {
 
     /// A loader that hands out placeholder tensors and records every request (mapping tests).
     pub fn dry_run(device: &Device) -> Self {
-        Loader { dry_run: true, ..Self::empty(device) }
+        Loader { dry_run: Some(DryRun::Scalars), ..Self::empty(device) }
+    }
+
+    /// A loader that hands out zeros of every requested shape (on the device, nothing read or
+    /// uploaded) and no VAE encoder: networks with the model's shapes and dtypes but not its
+    /// values, for compiling kernels before the checkpoint has arrived ([`crate::Pipeline::stand_in`]).
+    pub fn zeros(device: &Device) -> Self {
+        Loader { dry_run: Some(DryRun::Zeros), no_vae_encoder: true, ..Self::empty(device) }
     }
 
     /// Resolves checkpoint bytes against the SD1.5 table for `cfg` (shape checks and SD1.5
@@ -232,8 +248,10 @@ impl<'a> Loader<'a> {
     /// Takes the tensor at `path` of the current component, checking its shape.
     pub fn take<const D: usize>(&mut self, path: &str, shape: [usize; D]) -> Result<Tensor<D>> {
         self.requested.push((self.component, path.to_string(), shape.to_vec()));
-        if self.dry_run {
-            return Ok(Tensor::zeros([1; D], &self.device));
+        match self.dry_run {
+            Some(DryRun::Scalars) => return Ok(Tensor::zeros([1; D], &self.device)),
+            Some(DryRun::Zeros) => return Ok(Tensor::zeros(shape, &self.device)),
+            None => {}
         }
         let entry = self.entries.remove(&(self.component, path.to_string())).ok_or_else(|| Error::MissingParam(path.to_string()))?;
         if entry.shape != shape {
@@ -330,5 +348,28 @@ mod tests {
         assert!(vae.is_ok());
         let err = ld.finish().unwrap_err().to_string();
         assert!(err.contains("not used"), "{err}");
+    }
+
+    /// The stand-in loader gives every network parameter its full shape, as zeros, except the
+    /// VAE encoder's (a text-to-image stand-in does not need it).
+    #[test]
+    fn zeros_loader_gives_full_shapes_without_the_vae_encoder() {
+        let device = crate::cpu_device();
+        let cfg = SdConfig::tiny();
+        let mut ld = Loader::zeros(&device);
+        let w: Tensor<4> = ld.take("conv_in.weight", [32, 4, 3, 3]).unwrap();
+        assert_eq!(w.dims(), [32, 4, 3, 3]);
+        assert_eq!(crate::nn::to_vec(w).unwrap(), vec![0.0; 32 * 4 * 9]);
+        let mut ld = Loader::zeros(&device);
+        UNet2DConditionModel::load(&cfg.unet, &mut ld).unwrap();
+        AutoencoderKL::load(&cfg.vae, &mut ld).unwrap();
+        ClipTextModel::load(&cfg.text, &mut ld).unwrap();
+        let want: Vec<_> = sd_params(&cfg)
+            .into_iter()
+            .filter(|p| !(p.component == Component::Vae && (p.path.starts_with("encoder.") || p.path.starts_with("quant_conv."))))
+            .collect();
+        assert_eq!(ld.requested().len(), want.len(), "every parameter but the VAE encoder's");
+        assert!(ld.requested().iter().all(|(c, path, shape)| want.iter().any(|p| p.component == *c && &p.path == path && &p.shape == shape)));
+        ld.finish().unwrap();
     }
 }

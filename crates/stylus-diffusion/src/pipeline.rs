@@ -69,6 +69,8 @@ impl Default for GenerateRequest {
 /// Generation stage reported to the progress callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// `done` of `total` networks run once at the request's shapes ([`Pipeline::warm_up`]).
+    WarmingUp,
     EncodingPrompt,
     /// `done` of `total` denoising steps finished.
     Denoising,
@@ -297,7 +299,7 @@ impl Pipeline {
     }
 
     /// Validates, encodes the prompts and draws the initial latents.
-    fn begin(&self, req: &GenerateRequest, noise: &mut dyn NoiseSource, progress: &mut dyn FnMut(Progress)) -> Result<Run> {
+    pub(crate) fn begin(&self, req: &GenerateRequest, noise: &mut dyn NoiseSource, progress: &mut dyn FnMut(Progress)) -> Result<Run> {
         let (h, w) = self.validate(req)?;
         let sched = Scheduler::new(req.scheduler, req.steps)?;
         let (b, c) = (req.batch, self.cfg.unet.in_channels);
@@ -327,7 +329,7 @@ impl Pipeline {
     }
 
     /// The UNet's ε for step `i` (`[2b, …]` with guidance), still on the device.
-    fn step_eps(&self, run: &Run, i: usize) -> Result<Tensor<4>> {
+    pub(crate) fn step_eps(&self, run: &Run, i: usize) -> Result<Tensor<4>> {
         let d = run.sched.model_input_divisor(i);
         let input = from_vec(run.x.iter().map(|v| v / d).collect(), [run.b, run.c, run.h, run.w], &self.device)?;
         let input = if run.guided { Tensor::cat(vec![input.clone(), input], 0) } else { input };
@@ -365,7 +367,7 @@ impl Pipeline {
     }
 
     /// VAE decode of image `k` (one image at a time bounds the decoder's memory).
-    fn decode_image(&self, run: &Run, k: usize) -> Result<Tensor<4>> {
+    pub(crate) fn decode_image(&self, run: &Run, k: usize) -> Result<Tensor<4>> {
         let scale = self.cfg.vae.scaling_factor as f32;
         let z: Vec<f32> = run.x[k * run.per_image..(k + 1) * run.per_image].iter().map(|v| v / scale).collect();
         let z = from_vec(z, [1, run.c, run.h, run.w], &self.device)?;
@@ -383,7 +385,7 @@ impl Pipeline {
 }
 
 /// The state of one generation between steps.
-struct Run {
+pub(crate) struct Run {
     h: usize,
     w: usize,
     b: usize,
@@ -391,6 +393,6 @@ struct Run {
     per_image: usize,
     guided: bool,
     sched: Scheduler,
-    ctx: Tensor<3>,
+    pub(crate) ctx: Tensor<3>,
     x: Vec<f32>,
 }

@@ -155,3 +155,38 @@ fn live_previews_arrive_at_the_asked_steps() {
     .unwrap();
     assert_eq!(none, 0);
 }
+
+/// A warm-up runs each network once at the request's shapes and reports the three parts; it
+/// changes nothing (a generation after it is the same bytes as on a fresh pipeline), refuses what
+/// `generate` refuses, and the async one stops between networks when cancelled.
+#[test]
+fn warm_up_reports_its_parts_and_changes_nothing() {
+    let (warm, fresh) = (pipeline(), pipeline());
+    let req = small(9, 2);
+    let mut seen = Vec::new();
+    warm.warm_up(&req, &mut |p| seen.push((p.stage, p.done, p.total))).unwrap();
+    assert_eq!(seen, (0..=3).map(|d| (Stage::WarmingUp, d, stylus_diffusion::WARM_UP_PARTS)).collect::<Vec<_>>());
+    assert_eq!(warm.generate(&req, &mut |_| {}).unwrap(), fresh.generate(&req, &mut |_| {}).unwrap(), "the warm-up leaves no trace");
+    for bad in [GenerateRequest { width: 60, ..small(0, 1) }, GenerateRequest { steps: 0, ..small(0, 1) }, GenerateRequest { clip_skip: 3, ..small(0, 1) }] {
+        let r = warm.warm_up(&bad, &mut |_| {});
+        assert!(matches!(r, Err(Error::Request(_)) | Err(Error::Sd(_))), "{bad:?} → {r:?}");
+    }
+    let mut parts = 0;
+    block_on(warm.warm_up_async(&small(1, 1), &mut |p| parts = p.done, &|| false)).unwrap();
+    assert_eq!(parts, 3);
+    let err = block_on(warm.warm_up_async(&small(1, 1), &mut |p| parts = p.done, &|| true)).unwrap_err();
+    assert!(matches!(err, Error::Cancelled), "{err}");
+    assert_eq!(parts, 1, "stopped after the text encoder");
+}
+
+/// The zero-weight stand-in has the real model's shapes: a request the real model takes runs on
+/// it (and one it refuses is refused), without a checkpoint.
+#[test]
+fn the_stand_in_runs_the_requests_the_model_runs() {
+    let stand_in = Pipeline::stand_in(&SdConfig::tiny(), &fixture("tokenizer/tokenizer.json"), &device_from_env().unwrap()).unwrap();
+    let mut parts = 0;
+    stand_in.warm_up(&small(3, 2), &mut |p| parts = p.done).unwrap();
+    assert_eq!(parts, stylus_diffusion::WARM_UP_PARTS);
+    assert!(stand_in.warm_up(&GenerateRequest { width: 60, ..small(0, 1) }, &mut |_| {}).is_err());
+    assert!(Pipeline::stand_in(&SdConfig::tiny(), b"{}", &device_from_env().unwrap()).is_err(), "a bad tokenizer is an error");
+}

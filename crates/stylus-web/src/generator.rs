@@ -183,6 +183,54 @@ impl Generator {
     /// images: [{width, height, rgb}]})` every n steps (latent-resolution x₀ previews, 1/8 size).
     /// Resolves to `[{width, height, rgb: Uint8Array}]`; rejects with `cancelled: …` after `cancel()`.
     pub fn generate(&self, request_json: String, on_progress: Option<js_sys::Function>) -> js_sys::Promise {
+        self.start(request_json, on_progress, Mode::Generate)
+    }
+
+    /// Compiles the GPU kernels a `generate` of this request will launch (one text-encoder pass,
+    /// one UNet step and one image decode at its shapes, results discarded), so its first step
+    /// costs what the others do. Call it after `loadModel` and `setAdapters` (per-image adapters
+    /// add kernels of their own); the worker runs it while adapters download. `onProgress` gets
+    /// `{stage: "warming", done, total: 3}`. Resolves to nothing; `cancel()` stops it too.
+    #[wasm_bindgen(js_name = warmUp)]
+    pub fn warm_up(&self, request_json: String, on_progress: Option<js_sys::Function>) -> js_sys::Promise {
+        self.start(request_json, on_progress, Mode::WarmUp)
+    }
+
+    /// `warmUp` before the model has arrived: the same passes on a stand-in of `config` (`sd15` or
+    /// `tiny`) with zero weights, made on the GPU and dropped at the end, so shader compilation
+    /// overlaps the checkpoint's download. Needs the CLIP `tokenizer.json` and the model's size in
+    /// GPU memory while it runs; the worker starts it when a model download really goes to the
+    /// network.
+    #[wasm_bindgen(js_name = warmUpStandIn)]
+    pub fn warm_up_stand_in(
+        &self,
+        config_name: String,
+        tokenizer_json: Vec<u8>,
+        request_json: String,
+        on_progress: Option<js_sys::Function>,
+    ) -> js_sys::Promise {
+        match config(&config_name) {
+            Ok(cfg) => self.start(request_json, on_progress, Mode::StandIn(cfg, tokenizer_json)),
+            Err(e) => js_sys::Promise::reject(&e),
+        }
+    }
+
+    /// Stops the running generation at its next step.
+    pub fn cancel(&self) {
+        self.cancelled.set(true);
+    }
+}
+
+/// What a `generate`-shaped call does with its request.
+enum Mode {
+    Generate,
+    WarmUp,
+    /// A warm-up on a zero-weight stand-in of this config (with this `tokenizer.json`).
+    StandIn(SdConfig, Vec<u8>),
+}
+
+impl Generator {
+    fn start(&self, request_json: String, on_progress: Option<js_sys::Function>, mode: Mode) -> js_sys::Promise {
         let (state, cancelled, busy) = (self.state.clone(), self.cancelled.clone(), self.busy.clone());
         future_to_promise(async move {
             if busy.get() {
@@ -191,15 +239,10 @@ impl Generator {
             let req = request(&request_json)?;
             busy.set(true);
             cancelled.set(false);
-            let result = run(&state, &req, on_progress.as_ref(), &cancelled).await;
+            let result = run(&state, &req, on_progress.as_ref(), &cancelled, mode).await;
             busy.set(false);
             result
         })
-    }
-
-    /// Stops the running generation at its next step.
-    pub fn cancel(&self) {
-        self.cancelled.set(true);
     }
 }
 
@@ -210,7 +253,15 @@ async fn run(
     req: &GenerateRequest,
     on_progress: Option<&js_sys::Function>,
     cancelled: &Rc<Cell<bool>>,
+    mode: Mode,
 ) -> Result<JsValue, JsValue> {
+    if let Mode::StandIn(cfg, tokenizer_json) = mode {
+        let device = state.try_borrow().map_err(|_| coded("busy", "the model is in use"))?.device.clone();
+        let mut pipe = Pipeline::stand_in(&cfg, &tokenizer_json, &device).map_err(|e| coded("bad_model", e))?;
+        pipe.vae_tiling = VaeTiling::for_budget(&pipe.vae, req.height / 8, req.width / 8, VAE_BUDGET_BYTES);
+        pipe.warm_up_async(req, &mut |p| report(on_progress, p), &|| cancelled.get()).await.map_err(failed)?;
+        return Ok(JsValue::UNDEFINED);
+    }
     {
         // Decode in tiles when a whole image would exceed WebGPU's default binding limit.
         let mut st = state.try_borrow_mut().map_err(|_| coded("busy", "the model is in use"))?;
@@ -221,20 +272,7 @@ async fn run(
     // Borrowed immutably across the awaits; loadModel / addLora / setAdapters refuse while busy.
     let st = state.try_borrow().map_err(|_| coded("busy", "the model is in use"))?;
     let pipe = st.pipe.as_ref().ok_or_else(|| coded("no_model", "load a model first"))?;
-    let mut progress = |p: Progress| {
-        if let Some(f) = on_progress {
-            let stage = match p.stage {
-                Stage::EncodingPrompt => "prompt",
-                Stage::Denoising => "denoising",
-                Stage::Decoding => "decoding",
-            };
-            let o = js_sys::Object::new();
-            let _ = js_sys::Reflect::set(&o, &"stage".into(), &stage.into());
-            let _ = js_sys::Reflect::set(&o, &"done".into(), &(p.done as u32).into());
-            let _ = js_sys::Reflect::set(&o, &"total".into(), &(p.total as u32).into());
-            let _ = f.call1(&JsValue::NULL, &o);
-        }
-    };
+    let mut progress = |p: Progress| report(on_progress, p);
     let mut preview = |p: Preview| {
         if let Some(f) = on_progress {
             let o = js_sys::Object::new();
@@ -247,12 +285,38 @@ async fn run(
     };
     let mut noise = SeededNoise { seed: req.seed };
     let stop = || cancelled.get();
-    let out = pipe.generate_async(req, &mut noise, &mut progress, &mut preview, &stop).await.map_err(|e| match e {
+    if matches!(mode, Mode::WarmUp) {
+        pipe.warm_up_async(req, &mut progress, &stop).await.map_err(failed)?;
+        return Ok(JsValue::UNDEFINED);
+    }
+    let out = pipe.generate_async(req, &mut noise, &mut progress, &mut preview, &stop).await.map_err(failed)?;
+    Ok(images_js(out.images))
+}
+
+/// `{stage, done, total}` to the page's progress callback.
+fn report(on_progress: Option<&js_sys::Function>, p: Progress) {
+    if let Some(f) = on_progress {
+        let stage = match p.stage {
+            Stage::WarmingUp => "warming",
+            Stage::EncodingPrompt => "prompt",
+            Stage::Denoising => "denoising",
+            Stage::Decoding => "decoding",
+        };
+        let o = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&o, &"stage".into(), &stage.into());
+        let _ = js_sys::Reflect::set(&o, &"done".into(), &(p.done as u32).into());
+        let _ = js_sys::Reflect::set(&o, &"total".into(), &(p.total as u32).into());
+        let _ = f.call1(&JsValue::NULL, &o);
+    }
+}
+
+/// A pipeline error as the page sees it.
+fn failed(e: stylus_diffusion::Error) -> JsValue {
+    match e {
         stylus_diffusion::Error::Cancelled => coded("cancelled", "the generation was cancelled"),
         stylus_diffusion::Error::Request(m) => coded("bad_request", m),
         other => coded("generation_failed", other),
-    })?;
-    Ok(images_js(out.images))
+    }
 }
 
 /// `[{width, height, rgb: Uint8Array}]`.

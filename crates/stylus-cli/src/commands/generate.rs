@@ -70,6 +70,11 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Compile the GPU kernels first (one text-encoder pass, UNet step and decode at this request's
+    /// shapes, shown as `warming`), so the progress bar's first step is a real one. Costs that
+    /// one step and decode again; with `--device cpu` it only costs.
+    #[arg(long)]
+    warm_up: bool,
 }
 
 /// `FILE[:WEIGHT]`: the weight is what follows the last `:` when it parses as a number.
@@ -219,6 +224,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     bar.set_style(ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {elapsed_precise}").unwrap_or_else(|_| ProgressStyle::default_bar()));
     let mut on_progress = |p: Progress| {
         let msg = match p.stage {
+            Stage::WarmingUp => "warming",
             Stage::EncodingPrompt => "prompt",
             Stage::Denoising => "denoising",
             Stage::Decoding => "decoding",
@@ -227,6 +233,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         bar.set_length(p.total as u64);
         bar.set_position(p.done as u64);
     };
+    if a.warm_up {
+        pipe.warm_up(&req, &mut on_progress)?;
+    }
     let images = pipe.generate(&req, &mut on_progress)?;
     bar.finish_and_clear();
     for (img, path) in images.iter().zip(out_paths(&a.out, images.len())) {

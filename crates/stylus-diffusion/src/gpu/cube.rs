@@ -158,7 +158,7 @@ fn accelerated_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, causal: bo
     use cubek::attention::forward::routines::blackbox_accelerated::BlackboxAcceleratedStrategy;
     // the kernel refuses query counts its stage (planes × 16-row tiles) does not divide (CLIP's 77):
     // leave before padding anything
-    if q.dims()[2] % (planes as usize * 16) != 0 {
+    if !q.dims()[2].is_multiple_of(planes as usize * 16) {
         return None;
     }
     // pad to a multiple of every f16 instruction tile's k and n, so that whichever tile cubek picks
