@@ -104,7 +104,7 @@ def main():
             f"rank {res['rank']} {res['parse_ms_per_file']:.0f} ms" for res in mine["results"]) + ".",
         f"Reading: the merge is GEMM-bound (2·out·in·rank·5 flops per layer, {mflop / 1e3:.0f} GFLOP at rank {r0}): "
         f"{mflop / mine['results'][0]['apply5_ms']:.0f} GFLOP/s ours, {mflop / ref[r0]['apply5_ms']:.0f} GFLOP/s PyTorch "
-        "here, one core each (burn-flex's GEMM is the `gemm` crate, its AVX-512 kernels picked at run time through "
+        f"here, {threads} thread{'s' if threads > 1 else ''} each (burn-flex's GEMM is the `gemm` crate, its AVX-512 kernels picked at run time through "
         "burn-flex's `x86-v4` feature, AVX2 elsewhere; PyTorch's MKL). The switch ratio is smaller because "
         "diffusers must unfuse before fusing; we re-merge from the kept base. The per-image path installs in "
         "milliseconds (uploads only) and pays its low-rank matmuls in every UNet step instead. "

@@ -12,10 +12,10 @@
 //                                          (result.warmed says whether that ran to the end)
 //   addLora     {url | bytes, sha256?, size?, name?}   → result: adapter index (same url+sha: reused)
 //   setAdapters {weights}                  [[w per adapter] per image], [] = none
-//   warmUp      {request}                  compiles the kernels a `generate` of this request launches; runs
-//                                          while later messages download (they wait for it before using the model)
+//   warmUp      {request}                  compiles the kernels a `generate` of this request launches; later
+//                                          messages download meanwhile (Generator calls run one at a time)
 //   generate    {request}                  {prompt, negative, steps, cfg, seed, width, height, scheduler, batch}
-//   cancel      {}                         stops the running generation at its next step
+//   cancel      {}                         stops the running generation (or warm-up) at its next step
 //   stats       {}                         → {wasmMemoryBytes, loras}
 import * as store from './store.js';
 import { limitsProblem } from './limits.js';
@@ -24,7 +24,15 @@ let mod;
 let wasm;
 let gen;
 let loras = new Map(); // url|sha → index, since the last loadModel
-let warming = Promise.resolve(); // the running warm-up: what uses the model waits for it (downloads do not)
+let loaded = false; // a model is in the Generator (a failed load keeps the old one); a switch then skips the stand-in
+let queue = Promise.resolve(); // the Generator's work, one call at a time in arrival order (downloads run beside it)
+
+// Runs `fn` (a Generator call) after everything queued before it; its result or error is the caller's.
+function serial(fn) {
+  const run = queue.then(fn);
+  queue = run.catch(() => {});
+  return run;
+}
 
 async function bytes(src, id, what, opts = {}) {
   if (src instanceof Uint8Array) return src;
@@ -48,12 +56,12 @@ async function init(id, { pkg, wasmParts }) {
 
 // The first progress event of a model file that comes from the network (not the cache) starts the
 // warm-up on a stand-in of `config`: shader compilation overlaps the download, a first visit's long part.
+// Not when a model is loaded: the stand-in would sit beside it in GPU memory.
 function standInStarter(id, m, tokP, state) {
   return (config) => (d) => {
-    if (state.run || d.cached || !m.warmUp) return;
-    const run = tokP.then((tok) => gen.warmUpStandIn(config, tok, JSON.stringify(m.warmUp), (p) => self.postMessage({ id, progress: p })));
+    if (state.run || d.cached || !m.warmUp || loaded) return;
+    const run = serial(() => tokP.then((tok) => gen.warmUpStandIn(config, tok, JSON.stringify(m.warmUp), (p) => self.postMessage({ id, progress: p }))));
     state.run = run.then(() => true, () => false);
-    warming = state.run;
   };
 }
 
@@ -80,14 +88,12 @@ async function loadModel(id, m) {
         : await bytes(url, id, 'model', { sha256: s.sha256, size: s.bytes, retries, tag, onData }));
     }
     const tok = await tokP;
-    await warming;
-    gen.loadConvertedModel(JSON.stringify(manifest), shards, tok);
+    await serial(() => { gen.loadConvertedModel(JSON.stringify(manifest), shards, tok); loaded = true; });
     return { config: manifest.config, dtype: manifest.dtype, bytes: manifest.total_bytes, warmed: standIn.run ? await standIn.run : false };
   }
   const config = m.config || 'sd15';
   const [ckpt, tok] = await Promise.all([bytes(m.checkpoint, id, 'model', { sha256: m.sha256, retries, onData: starter(config) }), tokP]);
-  await warming;
-  gen.loadModel(ckpt, tok, config, m.sha256 || null);
+  await serial(() => { gen.loadModel(ckpt, tok, config, m.sha256 || null); loaded = true; });
   return { config, warmed: standIn.run ? await standIn.run : false };
 }
 
@@ -95,8 +101,7 @@ async function addLora(id, m) {
   const key = m.url ? `${new URL(m.url, self.location.href).href}|${String(m.sha256 || '').toLowerCase()}` : null;
   if (key && loras.has(key)) return loras.get(key);
   const b = await bytes(m.url || m.bytes, id, m.name ? `lora ${m.name}` : 'lora', { sha256: m.sha256, size: m.size });
-  await warming;
-  const index = gen.addLora(b, m.sha256 || null);
+  const index = await serial(() => gen.addLora(b, m.sha256 || null));
   if (key) loras.set(key, index);
   return index;
 }
@@ -117,19 +122,13 @@ self.onmessage = async (ev) => {
       case 'addLora':
         return reply({ ok: true, result: await addLora(id, ev.data) });
       case 'setAdapters':
-        await warming;
-        gen.setAdapters(JSON.stringify(ev.data.weights || []));
+        await serial(() => gen.setAdapters(JSON.stringify(ev.data.weights || [])));
         return reply({ ok: true });
-      case 'warmUp': {
-        await warming;
-        const run = gen.warmUp(JSON.stringify(ev.data.request), (p) => reply({ progress: p }));
-        warming = run.catch(() => {});
-        await run;
+      case 'warmUp':
+        await serial(() => gen.warmUp(JSON.stringify(ev.data.request), (p) => reply({ progress: p })));
         return reply({ ok: true });
-      }
       case 'generate': {
-        await warming;
-        const images = await gen.generate(JSON.stringify(ev.data.request), (p) => reply({ progress: p }));
+        const images = await serial(() => gen.generate(JSON.stringify(ev.data.request), (p) => reply({ progress: p })));
         return reply({ ok: true, result: images }, images.map((i) => i.rgb.buffer));
       }
       case 'cancel':

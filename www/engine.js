@@ -98,16 +98,25 @@ export class Engine {
   /**
    * Compiles the GPU kernels a generation of this request launches (once per model and request
    * shape: compiled kernels live as long as the worker). The worker runs it while the next
-   * messages download; it never fails a generation: its errors resolve to null.
+   * messages download. Its errors resolve to null (the generation reports its own), except a
+   * cancel, which rejects with code `cancelled`.
    */
   warmUp(request, onProgress) {
     const key = this.warmKey(request);
     if (this.warmed === key) return Promise.resolve(null);
     this.warmed = key;
-    return this.call({ type: 'warmUp', request }, { onProgress }).then(() => key, () => { this.warmed = null; return null; });
+    return this.call({ type: 'warmUp', request }, { onProgress }).then(() => key, (e) => {
+      this.warmed = null;
+      if (e.code === 'cancelled') throw e;
+      return null;
+    });
   }
 
-  cancel() { return this.call({ type: 'cancel' }); }
+  /** Stops the running generation or warm-up; `generateAll` stops at its next stage too. */
+  cancel() {
+    this.cancelRequested = true;
+    return this.call({ type: 'cancel' });
+  }
   stats() { return this.call({ type: 'stats' }); }
   terminate() { this.worker.terminate(); for (const p of this.pending.values()) p.reject(new Error('terminated')); }
 }
@@ -151,6 +160,11 @@ export const PREVIEW_EVERY = 5;
  * onStep(p, i, n), onImage(img, i, planned), onStatus(text).
  */
 export async function generateAll(engine, result, settings, overrides, cb = {}) {
+  engine.cancelRequested = false;
+  // A cancel between the worker's calls (downloads, the warm-up) stops here rather than being lost.
+  const check = () => {
+    if (engine.cancelRequested) throw Object.assign(new Error('the generation was cancelled'), { code: 'cancelled' });
+  };
   const p = plan(result, overrides);
   const request = (img, seed, batch) => ({
     prompt: img.prompt, negative: [settings.negative, img.negative].filter(Boolean).join(', '),
@@ -165,9 +179,11 @@ export async function generateAll(engine, result, settings, overrides, cb = {}) 
   await engine.init(cb.onDownload);
   cb.onStatus?.('Loading the model…');
   await engine.loadModel(settings, cb.onDownload, { request: first, onProgress: cb.onWarmUp });
+  check();
   // Otherwise shader compilation overlaps the adapter downloads (the worker warms up meanwhile). With
   // nothing to download there is nothing to overlap: the first step compiles, as the warm-up would.
   const warm = p.used.length ? engine.warmUp(first, cb.onWarmUp) : null;
+  warm?.catch(() => {}); // awaited below, unless a failed download or a cancel ends this first
   const index = new Map();
   for (const a of p.used) {
     cb.onStatus?.(`Downloading adapter ${a.name}…`);
@@ -175,6 +191,7 @@ export async function generateAll(engine, result, settings, overrides, cb = {}) 
     const i = await engine.call({ type: 'addLora', url, sha256: a.sha256, size: a.size_bytes, name: a.name }, { onDownload: cb.onDownload });
     index.set(a.id, i);
     engine.loras = Math.max(engine.loras, i + 1);
+    check();
   }
   const rows = p.images.map((img) => {
     const w = new Array(engine.loras).fill(0);
@@ -185,6 +202,7 @@ export async function generateAll(engine, result, settings, overrides, cb = {}) 
     cb.onStatus?.('Preparing the GPU (compiling kernels)…');
     await warm;
   }
+  check();
   // Step events go to onStep; latent previews ({stage: 'preview', images}) to onPreview per image.
   const steps = (first, n) => (s) => {
     if (s.stage === 'preview') s.images.forEach((image, k) => cb.onPreview?.(image, first + k, s));
@@ -198,6 +216,7 @@ export async function generateAll(engine, result, settings, overrides, cb = {}) 
     images.forEach((image, i) => { out.push(image); cb.onImage?.(image, i, p.images[i]); });
   } else {
     for (const [i, img] of p.images.entries()) {
+      check();
       await engine.call({ type: 'setAdapters', weights: img.active.length ? [rows[i]] : [] });
       cb.onStatus?.(`Generating image ${i + 1} of ${n}…`);
       const [image] = await engine.call({ type: 'generate', request: request(img, settings.seed + i, 1) }, { onProgress: steps(i, n) });

@@ -86,7 +86,7 @@ export type EngineMessage = EngineRequest & { id: number };
 
 export interface EngineResults {
   init: { reused?: boolean };
-  /** warmed: the stand-in warm-up ran to its end (the generation of that request compiles nothing). */
+  /** warmed: the stand-in warm-up ran to its end (a generation of that request then compiles nothing but the kernels of per-image adapters). */
   loadModel: { config: string; dtype?: string; bytes?: number; warmed: boolean };
   addLora: number;
   setAdapters: undefined;

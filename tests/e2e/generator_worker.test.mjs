@@ -154,7 +154,7 @@ test('kernels compile on a stand-in while the model downloads, and in a warm-up 
   ]);
   for (const x of r.results) assert.equal(x.ok, true, x.error);
   assert.equal(r.results[1].result.warmed, true, 'the stand-in warm-up ran while the model downloaded');
-  assert.equal(r.results[3].result, 0, 'the adapter was added while the warm-up ran');
+  assert.equal(r.results[3].result, 0, 'the adapter downloaded while the warm-up ran, and was added after it');
   const warming = r.progress.filter((p) => p.stage === 'warming');
   assert.deepEqual(warming.map((p) => [p.done, p.total]), [[0, 3], [1, 3], [2, 3], [3, 3], [0, 3], [1, 3], [2, 3], [3, 3]], 'stand-in, then warmUp');
   const first = r.results[4].result[0];
