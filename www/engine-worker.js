@@ -34,11 +34,16 @@ function serial(fn) {
   return run;
 }
 
+// A store progress handler: `onData` sees each event, the page gets it tagged as message `id`'s download.
+function downloadProgress(id, tag, onData) {
+  return (d) => { onData?.(d); self.postMessage({ id, download: { ...d, ...tag } }); };
+}
+
 async function bytes(src, id, what, opts = {}) {
   if (src instanceof Uint8Array) return src;
   if (src instanceof ArrayBuffer) return new Uint8Array(src);
   const { tag, onData, ...o } = opts;
-  return store.fetchVerified(src, { ...o, what, onProgress: (d) => { onData?.(d); self.postMessage({ id, download: { ...d, ...tag } }); } });
+  return store.fetchVerified(src, { ...o, what, onProgress: downloadProgress(id, tag, onData) });
 }
 
 async function init(id, { pkg, wasmParts }) {
@@ -84,7 +89,7 @@ async function loadModel(id, m) {
       const url = new URL(s.file, new URL(m.manifest, self.location.href)).href;
       const tag = { shard: `${i + 1}/${manifest.shards.length}` };
       shards.push(s.gzip // `stylus convert --gzip`: the compressed copy travels, the shard's sha256 is checked after
-        ? await store.fetchGzipVerified(url, { gzip: s.gzip, sha256: s.sha256, what: 'model', retries, onProgress: (d) => { onData(d); self.postMessage({ id, download: { ...d, ...tag } }); } })
+        ? await store.fetchGzipVerified(url, { gzip: s.gzip, sha256: s.sha256, what: 'model', retries, onProgress: downloadProgress(id, tag, onData) })
         : await bytes(url, id, 'model', { sha256: s.sha256, size: s.bytes, retries, tag, onData }));
     }
     const tok = await tokP;

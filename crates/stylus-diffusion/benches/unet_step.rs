@@ -136,11 +136,12 @@ fn attention_parts(device: &Device, q: &Tensor<3>, kv: &Tensor<3>, reps: usize) 
     let rows = AttentionConfig::default().rows_per_chunk(1, 8, 4096).min(4096);
     let chunks: Vec<Tensor<4>> = (0..4096).step_by(rows).map(|s| q.clone().narrow(2, s, rows.min(4096 - s))).collect();
     let scores: Vec<Tensor<4>> = chunks.iter().map(|c| stylus_diffusion::gpu::matmul(c.clone(), kt.clone())).collect();
-    let probs: Vec<Tensor<4>> = scores.iter().map(|s| softmax(s.clone() * (1.0 / 40f64.sqrt()), 3)).collect();
+    let scale = 1.0 / 40f64.sqrt();
+    let probs: Vec<Tensor<4>> = scores.iter().map(|s| softmax(s.clone() * scale, 3)).collect();
     let n = chunks.len();
     let parts: [(&str, &dyn Fn(usize) -> Tensor<4>); 3] = [
         ("q·kᵀ", &|i| stylus_diffusion::gpu::matmul(chunks[i].clone(), kt.clone())),
-        ("scale + softmax", &|i| softmax(scores[i].clone() * (1.0 / 40f64.sqrt()), 3)),
+        ("scale + softmax", &|i| softmax(scores[i].clone() * scale, 3)),
         ("p·v", &|i| stylus_diffusion::gpu::matmul(probs[i].clone(), k.clone())),
     ];
     for (part, f) in parts {

@@ -78,6 +78,18 @@ pub enum Stage {
     Decoding,
 }
 
+impl Stage {
+    /// The stage's name in progress reports (CLI bar, the browser's `{stage}`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::WarmingUp => "warming",
+            Stage::EncodingPrompt => "prompt",
+            Stage::Denoising => "denoising",
+            Stage::Decoding => "decoding",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
     pub stage: Stage,

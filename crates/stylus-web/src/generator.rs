@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use burn::tensor::Device;
 use serde_json::Value;
-use stylus_diffusion::{Checkpoint, GenerateRequest, Image, ModelFiles, Pipeline, Preview, Progress, SeededNoise, Stage, VaeTiling};
+use stylus_diffusion::{Checkpoint, GenerateRequest, Image, ModelFiles, Pipeline, Preview, Progress, SeededNoise, VaeTiling};
 use stylus_lora::{verify_sha256, LoraFile, ModuleTable};
 use stylus_sd::{SchedulerKind, SdConfig};
 use wasm_bindgen::prelude::*;
@@ -258,16 +258,12 @@ async fn run(
     if let Mode::StandIn(cfg, tokenizer_json) = mode {
         let device = state.try_borrow().map_err(|_| coded("busy", "the model is in use"))?.device.clone();
         let mut pipe = Pipeline::stand_in(&cfg, &tokenizer_json, &device).map_err(|e| coded("bad_model", e))?;
-        pipe.vae_tiling = VaeTiling::for_budget(&pipe.vae, req.height / 8, req.width / 8, VAE_BUDGET_BYTES);
+        fit_vae_tiling(&mut pipe, req);
         pipe.warm_up_async(req, &mut |p| report(on_progress, p), &|| cancelled.get()).await.map_err(failed)?;
         return Ok(JsValue::UNDEFINED);
     }
-    {
-        // Decode in tiles when a whole image would exceed WebGPU's default binding limit.
-        let mut st = state.try_borrow_mut().map_err(|_| coded("busy", "the model is in use"))?;
-        if let Some(pipe) = st.pipe.as_mut() {
-            pipe.vae_tiling = VaeTiling::for_budget(&pipe.vae, req.height / 8, req.width / 8, VAE_BUDGET_BYTES);
-        }
+    if let Some(pipe) = state.try_borrow_mut().map_err(|_| coded("busy", "the model is in use"))?.pipe.as_mut() {
+        fit_vae_tiling(pipe, req);
     }
     // Borrowed immutably across the awaits; loadModel / addLora / setAdapters refuse while busy.
     let st = state.try_borrow().map_err(|_| coded("busy", "the model is in use"))?;
@@ -293,17 +289,16 @@ async fn run(
     Ok(images_js(out.images))
 }
 
+/// Decode in tiles when a whole image of `req` would exceed WebGPU's default binding limit.
+fn fit_vae_tiling(pipe: &mut Pipeline, req: &GenerateRequest) {
+    pipe.vae_tiling = VaeTiling::for_budget(&pipe.vae, req.height / 8, req.width / 8, VAE_BUDGET_BYTES);
+}
+
 /// `{stage, done, total}` to the page's progress callback.
 fn report(on_progress: Option<&js_sys::Function>, p: Progress) {
     if let Some(f) = on_progress {
-        let stage = match p.stage {
-            Stage::WarmingUp => "warming",
-            Stage::EncodingPrompt => "prompt",
-            Stage::Denoising => "denoising",
-            Stage::Decoding => "decoding",
-        };
         let o = js_sys::Object::new();
-        let _ = js_sys::Reflect::set(&o, &"stage".into(), &stage.into());
+        let _ = js_sys::Reflect::set(&o, &"stage".into(), &p.stage.name().into());
         let _ = js_sys::Reflect::set(&o, &"done".into(), &(p.done as u32).into());
         let _ = js_sys::Reflect::set(&o, &"total".into(), &(p.total as u32).into());
         let _ = f.call1(&JsValue::NULL, &o);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use stylus_diffusion::pipeline::Progress;
-use stylus_diffusion::{Checkpoint, GenerateRequest, Image, ModelFiles, Pipeline, Stage};
+use stylus_diffusion::{Checkpoint, GenerateRequest, Image, ModelFiles, Pipeline};
 use stylus_lora::{LoraFile, ModuleTable};
 use stylus_sd::{Component, SchedulerKind};
 
@@ -223,13 +223,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(req.steps as u64) };
     bar.set_style(ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {elapsed_precise}").unwrap_or_else(|_| ProgressStyle::default_bar()));
     let mut on_progress = |p: Progress| {
-        let msg = match p.stage {
-            Stage::WarmingUp => "warming",
-            Stage::EncodingPrompt => "prompt",
-            Stage::Denoising => "denoising",
-            Stage::Decoding => "decoding",
-        };
-        bar.set_message(msg);
+        bar.set_message(p.stage.name());
         bar.set_length(p.total as u64);
         bar.set_position(p.done as u64);
     };
