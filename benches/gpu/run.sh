@@ -11,8 +11,9 @@
 # the fast build's SPIR-V). `run.sh wgsl` / `run.sh fast` measure
 # one build per device call (PyTorch is measured again in each). PLAN=auto runs the second device
 # call's plan (the per-shape matmul routine) instead of the first's sweep; PLAN=next the plan prepared
-# for the next device call (defaults in f32/f16, attention chunk budgets, the Gemm output limit, the
-# k condition of gpu::set_gemm_min_k_ratio); PLAN=tc the tensor-core plan (fast build: the cmma matmul
+# for the next device call (defaults in f32/f16 with the fused attention, the attention kernels and
+# the fused kernel's rows per unit, the explicit attention and its chunk budget, the Gemm output
+# limit, the k condition of gpu::set_gemm_min_k_ratio); PLAN=tc the tensor-core plan (fast build: the cmma matmul
 # routines and the tensor-core flash attention in f16, each step checked against the unit routines).
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
@@ -57,13 +58,20 @@ for k in "${builds[@]}"; do
   # the fast build's first calls autotune every kernel shape: longer limits
   slow=$([ "$k" = fast ] && echo 2 || echo 1)
   if [ "${PLAN:-sweep}" = next ]; then
-    # prepared for the next lent device: the engine's defaults (f32 and f16), then bigger attention
-    # chunks (native adapters grant 2 GiB bindings: fewer, larger score matrices), then a larger
-    # output limit for cubek's Gemm routine
-    bench "unet-$k-default" 60 "$k" unet_step "${unet[@]}"
-    bench "unet-$k-default-f16" 60 "$k" unet_step "${unet[@]}" --dtype f16
-    bench "unet-$k-attn256" 60 "$k" unet_step "${unet[@]}" --attn-budget 256
-    bench "unet-$k-attn1024" 60 "$k" unet_step "${unet[@]}" --attn-budget 1024
+    # prepared for the next lent device: the engine's defaults (f32 and f16; attention: the fused
+    # kernel of gpu/rows.rs, checked against the explicit attention), the attention alone with each
+    # kernel and the fused kernel's rows per unit (1, default 2 at d = 40, 4), a step with 4 rows per
+    # unit, the previous default (explicit attention) and with bigger chunks (native adapters grant
+    # 2 GiB bindings), then a larger output limit for cubek's Gemm routine and the k condition
+    bench "unet-$k-default" 60 "$k" unet_step "${unet[@]}" --check
+    bench "unet-$k-default-f16" 60 "$k" unet_step "${unet[@]}" --dtype f16 --check
+    bench "unet-$k-attn-ops" 60 "$k" unet_step "${unet[@]}" --ops-only --ops-shapes attention --ops-attn explicit,fused
+    for r in 1 4; do
+      bench "unet-$k-attn-ops-rows$r" 60 "$k" unet_step "${unet[@]}" --ops-only --ops-shapes attention --ops-attn fused --fused-rows $r
+    done
+    bench "unet-$k-fused-rows4" 60 "$k" unet_step "${unet[@]}" --fused-rows 4
+    bench "unet-$k-explicit" 60 "$k" unet_step "${unet[@]}" --attn explicit
+    bench "unet-$k-explicit-attn1024" 60 "$k" unet_step "${unet[@]}" --attn explicit --attn-budget 1024
     bench "unet-$k-small2M" 60 "$k" unet_step "${unet[@]}" --small-output 2097152
     bench "unet-$k-kratio2" 60 "$k" unet_step "${unet[@]}" --gemm-min-k-ratio 2
     continue
@@ -81,6 +89,7 @@ for k in "${builds[@]}"; do
     tcm=${TC_MATMULS:-simple-cmma double-cmma specialized-cmma ordered-cmma}
     bench "tc-$k-f16-simple-cmma" 60 "$k" unet_step "${unet[@]}" --dtype f16 --matmul simple-cmma --attn explicit --check
     bench "tc-$k-f16-auto" 60 "$k" unet_step "${unet[@]}" --dtype f16 --attn explicit --check
+    bench "tc-$k-f16-auto-fused" 60 "$k" unet_step "${unet[@]}" --dtype f16 --check
     bench "tc-$k-f16-ops" 150 "$k" unet_step "${unet[@]}" --dtype f16 --ops-only --ops-matmul "backend,simple-max,gemm,${tcm// /,}"
     bench "tc-$k-f16-simple-cmma-flash" 60 "$k" unet_step "${unet[@]}" --dtype f16 --matmul simple-cmma --attn flash --check
     for m in $tcm; do

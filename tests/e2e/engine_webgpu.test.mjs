@@ -2,7 +2,7 @@
 // (burn wgpu, `stylus-web --features engine`, wasm-pack.toml `web-engine`) runs the tiny fixture's
 // text encoder, one UNet forward and a VAE decode on WebGPU in headless Debian Chromium
 // (SwiftShader, no shader-f16, so the f32 path) and matches the PyTorch oracle within the CPU
-// parity tolerances. Without WebGPU the module fails with a readable message.
+// parity tolerances, with the fused attention kernel (gpu/rows.rs, the default on WebGPU). Without WebGPU the module fails with a readable message.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -58,6 +58,7 @@ test('tiny SD1.5 on WebGPU in Chromium matches the PyTorch oracle', { timeout: 6
   assert.ok(r.unet_forward.max_diff <= 1e-4 * r.unet_forward.max_ref, `unet: ${r.unet_forward.max_diff} of ${r.unet_forward.max_ref}`);
   assert.ok(r.vae_decode.max_diff <= 1e-3, `vae: ${r.vae_decode.max_diff}`);
   assert.equal(r.vae_decode.n, 3 * 64 * 64);
+  assert.equal(r.fused_attention, true, 'the fused attention kernel runs on WebGPU (the default there)');
   await page.close();
 });
 

@@ -1,8 +1,8 @@
 //! One full-size SD1.5 UNet step (random weights; speed does not depend on them) on a chosen burn
 //! device: `cargo bench --profile dev -p stylus-diffusion --bench unet_step [--features wgpu] --
-//! --device cpu|wgpu --latent 64 --batch 2 --reps 2 [--conv backend|gemm] [--attn host|backend|explicit|flash]
+//! --device cpu|wgpu --latent 64 --batch 2 --reps 2 [--conv backend|gemm] [--attn host|backend|explicit|flash|fused]
 //! [--matmul ROUTINE] [--auto-small ROUTINE] [--auto-large ROUTINE] [--small-output N] [--gemm-min-k-ratio R]
-//! [--attn-budget MiB] [--flash-planes N] [--dtype f32|f16] [--check] [--ops|--ops-only [--ops-matmul a,b] [--ops-shapes low]]`
+//! [--attn-budget MiB] [--flash-planes N] [--fused-rows N] [--dtype f32|f16] [--check] [--ops|--ops-only [--ops-matmul a,b] [--ops-shapes low|attention] [--ops-attn a,b]]`
 //! (ROUTINE: a `stylus_diffusion::gpu::GpuMatmul` name: backend, simple-min, simple-max, double-max, double-min, gemm,
 //! auto, simple-cmma, double-cmma, specialized-cmma, ordered-cmma). One warm-up step first (wgpu compiles its kernels there, timed
 //! separately), then `reps` timed steps, each synchronised by reading ε back. `--ops` times the
@@ -76,7 +76,10 @@ fn ops(device: &Device, rng: &mut Rng, reps: usize, flash_planes: u8, opt: &dyn 
         ("linear 512×1280→1280 (16²)", [1, 512, 1280, 1280]),
     ];
     let low = opt("--ops-shapes").as_deref() == Some("low");
-    for (label, [bs, m, k, n]) in all_shapes.into_iter().skip(if low { 5 } else { 0 }) {
+    // `--ops-shapes attention`: the attention rows alone
+    let attention_only = opt("--ops-shapes").as_deref() == Some("attention");
+    let shapes = if attention_only { &all_shapes[..0] } else { &all_shapes[if low { 5 } else { 0 }..] };
+    for &(label, [bs, m, k, n]) in shapes {
         let (x, y) = (t(rng.fill(m * k, 1.0), [1, 1, m, k]), t(rng.fill(bs * k * n, 0.05), [1, bs, k, n]));
         // each routine's result against the unit routine's (no tensor cores, no plane ops)
         let want = to_vec(stylus_diffusion::gpu::matmul_with(x.clone(), y.clone(), GpuMatmul::SimpleUnitMin)).expect("read");
@@ -92,7 +95,19 @@ fn ops(device: &Device, rng: &mut Rng, reps: usize, flash_planes: u8, opt: &dyn 
     if low {
         return;
     }
-    rows.push(("matmul 1024²".into(), "tensor.matmul".into(), time_op(device, reps, || a.clone().matmul(b.clone()))));
+    if !attention_only {
+        rows.push(("matmul 1024²".into(), "tensor.matmul".into(), time_op(device, reps, || a.clone().matmul(b.clone()))));
+        conv_rows(device, rng, reps, &mut rows);
+    }
+    attention_rows(device, rng, reps, flash_planes, opt);
+    for (op, kernel, timing) in rows {
+        report(&op, &kernel, timing, reps);
+    }
+}
+
+/// The 3×3 conv at 320 channels, 64², with each conv kernel.
+fn conv_rows(device: &Device, rng: &mut Rng, reps: usize, rows: &mut Vec<(String, String, (f64, f64))>) {
+    let t = |v: Vec<f32>, s: [usize; 4]| from_vec(v, s, device).expect("upload");
     let x = t(rng.fill(320 * 64 * 64, 1.0), [1, 320, 64, 64]);
     let w = t(rng.fill(320 * 320 * 9, 0.02), [320, 320, 3, 3]);
     let bias = from_vec(rng.fill(320, 0.02), [320], device).expect("bias");
@@ -102,6 +117,14 @@ fn ops(device: &Device, rng: &mut Rng, reps: usize, flash_planes: u8, opt: &dyn 
         let name = if kernel == ConvKernel::Gemm { "gemm" } else { "backend" };
         rows.push(("conv2d 320ch 64² 3×3".into(), name.into(), time_op(device, reps, || conv2d_with(x.clone(), w.clone(), Some(bias.clone()), opts.clone()))));
     }
+}
+
+/// Attention `[1, 8, 4096, 40]` (self and cross) with each kernel (`--ops-attn a,b` limits them),
+/// then the explicit attention's three parts apart.
+fn attention_rows(device: &Device, rng: &mut Rng, reps: usize, flash_planes: u8, opt: &dyn Fn(&str) -> Option<String>) {
+    let all = ["host", "backend", "explicit", "flash", "flash-unit", "fused"];
+    let forced_rows: usize = opt("--fused-rows").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let kernels: Vec<String> = opt("--ops-attn").map(|l| l.split(',').map(String::from).collect()).unwrap_or_else(|| all.map(String::from).to_vec());
     let q = from_vec(rng.fill(4096 * 320, 1.0), [1, 4096, 320], device).expect("q");
     let kv = from_vec(rng.fill(4096 * 320, 1.0), [1, 4096, 320], device).expect("kv");
     let ctx = from_vec(rng.fill(77 * 320, 1.0), [1, 77, 320], device).expect("ctx");
@@ -110,19 +133,22 @@ fn ops(device: &Device, rng: &mut Rng, reps: usize, flash_planes: u8, opt: &dyn 
         let want = to_vec(multi_head_attention(q.clone(), keys.clone(), keys.clone(), 8, false, &explicit)).expect("read");
         // `flash` tries the tensor-core kernel first (where the adapter has f16 cooperative
         // matrices); `flash-unit` is cubek's unit kernel alone
-        for name in ["host", "backend", "explicit", "flash", "flash-unit"] {
+        for name in &kernels {
             let kernel = AttentionKernel::parse(name.trim_end_matches("-unit")).expect("kernel name");
             stylus_diffusion::gpu::set_flash_planes(if name == "flash-unit" { 0 } else { flash_planes });
             let cfg = AttentionConfig { kernel, ..Default::default() };
             let run = || multi_head_attention(q.clone(), keys.clone(), keys.clone(), 8, false, &cfg);
             let timing = time_op(device, reps, || run().unsqueeze::<4>());
-            report_err(op, name, timing, reps, Some(rel_err(&to_vec(run()).expect("read"), &want)));
+            let label = match forced_rows {
+                n if n > 0 && name == "fused" => format!("fused, {n} rows/unit"),
+                _ => name.clone(),
+            };
+            report_err(op, &label, timing, reps, Some(rel_err(&to_vec(run()).expect("read"), &want)));
         }
     }
     stylus_diffusion::gpu::set_flash_planes(flash_planes);
-    attention_parts(device, &q, &kv, reps);
-    for (op, kernel, timing) in rows {
-        report(&op, &kernel, timing, reps);
+    if kernels.iter().any(|k| k == "explicit") {
+        attention_parts(device, &q, &kv, reps);
     }
 }
 
@@ -198,7 +224,7 @@ fn main() {
     let conv_name = arg("--conv", "gemm");
     let conv = ConvKernel::parse(&conv_name).unwrap_or_else(|| fail(format!("--conv {conv_name}: backend or gemm")));
     let attn_name = arg("--attn", "host");
-    let kernel = AttentionKernel::parse(&attn_name).unwrap_or_else(|| fail(format!("--attn {attn_name}: host, backend, explicit or flash")));
+    let kernel = AttentionKernel::parse(&attn_name).unwrap_or_else(|| fail(format!("--attn {attn_name}: host, backend, explicit, flash or fused")));
     let matmul_name = arg("--matmul", "auto");
     let matmul = GpuMatmul::parse(&matmul_name).unwrap_or_else(|| fail(format!("--matmul {matmul_name}: a stylus_diffusion::gpu::GpuMatmul name")));
     let dtype = arg("--dtype", "f32");
@@ -210,6 +236,8 @@ fn main() {
         GpuMatmul::parse(&v).unwrap_or_else(|| fail(format!("{name} {v}: a --matmul routine")))
     };
     stylus_diffusion::gpu::set_auto_routines(routine("--auto-small"), routine("--auto-large"));
+    let fused_rows: usize = arg("--fused-rows", "0").parse().unwrap_or_else(|_| fail("--fused-rows: 0-4 (0: by head dim)".into()));
+    stylus_diffusion::gpu::set_fused_rows_per_unit(fused_rows);
     let flash_planes: u8 = arg("--flash-planes", "4").parse().unwrap_or_else(|_| fail("--flash-planes: 0-255".into()));
     stylus_diffusion::gpu::set_flash_planes(flash_planes);
     if args.iter().any(|a| a == "--ops" || a == "--ops-only") {
@@ -250,10 +278,18 @@ fn main() {
     let first_ms = step();
     let mut times: Vec<f64> = (0..reps).map(|_| step()).collect();
     times.sort_by(|a, b| a.total_cmp(b));
+    // the default (`host`) names what it resolves to: the fused kernel on wgpu (rows per unit when forced)
+    let on_cube = stylus_diffusion::gpu::on_cube(&from_vec(vec![0.0; 4], [2, 2], &device).expect("probe"));
+    let attn_label = match (kernel, on_cube) {
+        (AttentionKernel::Host, true) if fused_rows > 0 => format!("default: fused, {fused_rows} rows/unit"),
+        (AttentionKernel::Host, true) => "default: fused".to_string(),
+        (AttentionKernel::Fused, _) if fused_rows > 0 => format!("fused, {fused_rows} rows/unit"),
+        _ => attn_name.clone(),
+    };
     let out = serde_json::json!({
-        "device": device_name, "dtype": dtype, "conv": conv_name, "attention": attn_name, "matmul": matmul_name, "small_output": limit, "gemm_min_k_ratio": k_ratio, "attn_budget_mib": budget_mib, "latent": latent, "batch": batch, "reps": reps,
+        "device": device_name, "dtype": dtype, "conv": conv_name, "attention": attn_label, "matmul": matmul_name, "small_output": limit, "gemm_min_k_ratio": k_ratio, "attn_budget_mib": budget_mib, "latent": latent, "batch": batch, "reps": reps,
         "load_ms": load_ms, "first_step_ms": first_ms, "step_ms_median": times[times.len() / 2], "step_ms_min": times[0],
-        "auto_small": arg("--auto-small", "auto"), "auto_large": arg("--auto-large", "auto"), "flash_planes": flash_planes,
+        "auto_small": arg("--auto-small", "auto"), "auto_large": arg("--auto-large", "auto"), "flash_planes": flash_planes, "fused_rows": fused_rows,
         "tensor_cores": stylus_diffusion::gpu::tensor_cores(&from_vec(vec![0.0; 4], [2, 2], &device).expect("probe")),
     });
     // printed before the check, so that a check cut short by a timeout keeps the timing

@@ -1,7 +1,7 @@
 //! The SD1.5 engine (`stylus-diffusion`, burn wgpu) on the browser's WebGPU: device start-up with
 //! the adapter's own limits, networks loaded from checkpoint bytes, async-only tensor reads, and
-//! `engineProof` — the tiny fixture's text encoder, one UNet step and a VAE decode checked against
-//! the PyTorch oracle inside the page (the design's riskiest assumption, issue #5 item 7).
+//! `engineProof` — the tiny fixture's text encoder, one UNet step and a VAE decode (with the default,
+//! fused attention kernel) checked against the PyTorch oracle inside the page (the design's riskiest assumption, issue #5 item 7).
 
 use burn::tensor::Device;
 use stylus_diffusion::attention::AttentionConfig;
@@ -87,12 +87,16 @@ pub async fn engine_proof(checkpoint: Vec<u8>, oracle: Vec<u8>) -> Result<String
     let img = to_vec_async(vae.decode(z, &attn).map_err(js)?).await.map_err(js)?;
     let want_img = o.f32("vae_decode.out")?;
     let t_run = now_ms() - t0 - t_init - t_load;
+    // the default attention on WebGPU is the fused kernel: say whether it runs here (not a fallback)
+    let probe = from_vec(vec![0.5; 2 * 8], [1, 2, 1, 8], &device).map_err(js)?;
+    let fused = stylus_diffusion::gpu::fused_attention(&probe, &probe, &probe, false).is_some();
 
     let report = serde_json::json!({
         "device": format!("{device:?}"),
         "text_embeddings": { "max_diff": max_diff(&emb, &want_emb), "max_ref": max_abs(&want_emb), "n": emb.len() },
         "unet_forward": { "max_diff": max_diff(&eps, &want_eps), "max_ref": max_abs(&want_eps), "n": eps.len() },
         "vae_decode": { "max_diff": max_diff(&img, &want_img), "max_ref": max_abs(&want_img), "n": img.len() },
+        "fused_attention": fused,
         "ms": { "init": t_init, "load": t_load, "run": t_run },
     });
     Ok(report.to_string())

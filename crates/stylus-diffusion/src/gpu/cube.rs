@@ -25,7 +25,7 @@ fn float_ok(d: DType) -> bool {
     matches!(d, DType::F32 | DType::F16 | DType::BF16)
 }
 
-fn primitive<const D: usize>(t: &Tensor<D>) -> Option<CubeTensor> {
+pub(super) fn primitive<const D: usize>(t: &Tensor<D>) -> Option<CubeTensor> {
     t.clone().try_into_primitive::<CubeBackend>().ok()
 }
 

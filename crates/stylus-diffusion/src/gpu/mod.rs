@@ -8,7 +8,10 @@
 //! tens of seconds each, BENCHMARKS.md). The routine is process-wide ([`set_gpu_matmul`]), measured
 //! per shape on a lent GPU by `benches/unet_step.rs --ops`; the default, [`GpuMatmul::Auto`], takes
 //! cubek's `Gemm` for small outputs (the UNet's low resolutions) and burn's routine elsewhere.
-//! Flash attention is opt-in ([`crate::attention::AttentionKernel::Flash`]): on an H200 through
+//! Attention on the cube backend defaults to the fused kernel of `rows.rs` ([`fused_attention`]:
+//! one launch, online softmax, no score matrix, nothing WebGPU lacks; 2.3× faster than the
+//! explicit attention on lavapipe, not yet timed on a GPU). cubek's
+//! flash attention is opt-in ([`crate::attention::AttentionKernel::Flash`]): on an H200 through
 //! WGSL it ran 2× slower than the explicit attention (46 vs 21.7 ms for [1, 8, 4096, 40]), and its
 //! first call per shape compiles for ~4 s. Where the adapter lists cooperative matrices (tensor
 //! cores: SPIR-V on Vulkan, feature `gpu-bench`; never WGSL, so never the browser) the `*Cmma`
@@ -224,6 +227,31 @@ pub fn set_flash_planes(planes: u8) {
     FLASH_PLANES.store(planes, Ordering::Relaxed);
 }
 
+/// Fused attention (`rows.rs`: one launch, no score matrix, nothing WebGPU lacks) of `q`
+/// `[B, Sq, H, d]` over `k` `[B, Sk, H, d]`, `v` `[B, Sk, H, dv]` → `[B, Sq, H, dv]` (scale `1/√d`;
+/// `causal` needs `Sq == Sk`); `None` off the cube backend or for head dims over 160.
+pub fn fused_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, causal: bool) -> Option<Tensor<4>> {
+    rows::attention(q, k, v, causal)
+}
+
+static FUSED_ROWS: AtomicUsize = AtomicUsize::new(0);
+
+/// Query rows each unit of [`fused_attention`] holds in registers (1–4; 0, the default: by head
+/// dim, see [`fused_rows_per_unit`]). More rows reuse each staged key more often, at the price of
+/// registers (`rows · (d + dv)` floats per unit). For the GPU benchmark; not measured on a GPU yet.
+pub fn set_fused_rows_per_unit(rows: usize) {
+    FUSED_ROWS.store(rows.min(4), Ordering::Relaxed);
+}
+
+/// The rows per unit [`fused_attention`] uses for head dims `d`, `dv`: the setting, else as many
+/// as keep `rows · (d + dv)` ≤ 160 floats (SD1.5: 2 at d = 40, 1 at 80 and 160), at most 4.
+pub fn fused_rows_per_unit(d: usize, dv: usize) -> usize {
+    match FUSED_ROWS.load(Ordering::Relaxed) {
+        0 => (160 / (d + dv).max(1)).clamp(1, 4),
+        n => n,
+    }
+}
+
 /// Whether `t`'s adapter runs `t`'s dtype on tensor cores (the `*Cmma` routines of [`GpuMatmul`]).
 pub fn tensor_cores<const D: usize>(t: &Tensor<D>) -> bool {
     cube::tensor_cores(t)
@@ -231,6 +259,8 @@ pub fn tensor_cores<const D: usize>(t: &Tensor<D>) -> bool {
 
 #[cfg(feature = "wgpu")]
 mod cube;
+#[cfg(feature = "wgpu")]
+mod rows;
 
 #[cfg(not(feature = "wgpu"))]
 mod cube {
@@ -256,6 +286,15 @@ mod cube {
 
     pub fn tensor_cores<const D: usize>(_: &Tensor<D>) -> bool {
         false
+    }
+}
+
+#[cfg(not(feature = "wgpu"))]
+mod rows {
+    use burn::tensor::Tensor;
+
+    pub fn attention(_: &Tensor<4>, _: &Tensor<4>, _: &Tensor<4>, _: bool) -> Option<Tensor<4>> {
+        None
     }
 }
 

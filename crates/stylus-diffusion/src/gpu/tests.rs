@@ -87,6 +87,89 @@ fn flash_attention_matches_explicit() {
     }
 }
 
+/// `softmax(q·kᵀ/√d)·v` per head in f64, `[b, s, h, d]` layouts (`causal`: keys after the query's
+/// own position hidden).
+fn attention_reference(q: &[f32], k: &[f32], v: &[f32], [b, sq, sk, h, d, dv]: [usize; 6], causal: bool) -> Vec<f32> {
+    let mut out = vec![0f32; b * sq * h * dv];
+    for (z, head, i) in (0..b).flat_map(|z| (0..h).flat_map(move |hh| (0..sq).map(move |i| (z, hh, i)))) {
+        let keys = if causal { i + 1 } else { sk };
+        let dot = |j: usize| (0..d).map(|c| q[((z * sq + i) * h + head) * d + c] as f64 * k[((z * sk + j) * h + head) * d + c] as f64).sum::<f64>();
+        let s: Vec<f64> = (0..keys).map(|j| dot(j) / (d as f64).sqrt()).collect();
+        let m = s.iter().cloned().fold(f64::MIN, f64::max);
+        let p: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+        let total: f64 = p.iter().sum();
+        for c in 0..dv {
+            let acc: f64 = (0..keys).map(|j| p[j] * v[((z * sk + j) * h + head) * dv + c] as f64).sum();
+            out[((z * sq + i) * h + head) * dv + c] = (acc / total) as f32;
+        }
+    }
+    out
+}
+
+/// The fused kernel (`rows.rs`) computes attention: SD1.5's head dims (40, 80, 160: one, two and
+/// four staged blocks' worth of sizes), key counts no block divides (77), several workgroups of
+/// rows (150), cross and causal attention, large scores (inputs ×6: the running max must rescale),
+/// a strided `q`, a head dim that is not a multiple of 4 (zero lanes), one to four rows per unit (the default by head dim, and 1 and 3 forced: a
+/// workgroup's last rows beyond the end); on wgpu it must really run. Elsewhere (and past its
+/// head-dim limit) the attention falls back to the explicit one and is still right.
+#[test]
+fn fused_attention_matches_the_definition() {
+    use crate::attention::{multi_head_attention, AttentionConfig, AttentionKernel};
+    let dev = crate::device_from_env().unwrap();
+    let cfg = AttentionConfig { kernel: AttentionKernel::Fused, ..Default::default() };
+    assert_eq!([fused_rows_per_unit(40, 40), fused_rows_per_unit(80, 80), fused_rows_per_unit(160, 160), fused_rows_per_unit(8, 8)], [2, 1, 1, 4]);
+    for (b, h, d, sq, sk, causal, gain, per_unit) in [
+        (2, 2, 40, 70, 70, false, 1.0, 0),
+        (1, 2, 40, 150, 77, false, 6.0, 0),
+        (1, 2, 40, 150, 77, false, 6.0, 1),
+        (2, 1, 80, 33, 33, true, 6.0, 0),
+        (2, 1, 40, 200, 200, true, 1.0, 3),
+        (1, 2, 160, 5, 40, false, 1.0, 0),
+        (1, 1, 8, 1, 1, true, 1.0, 0),
+        (1, 3, 6, 20, 9, false, 1.0, 0),
+        (1, 1, 161, 3, 4, false, 1.0, 0),
+    ] {
+        set_fused_rows_per_unit(per_unit);
+        let c = h * d;
+        let scaled = |n, seed| pseudo(n, seed).into_iter().map(|x| x * gain).collect::<Vec<_>>();
+        let (qv, kv, vv) = (scaled(b * sq * c, 12), scaled(b * sk * c, 13), pseudo(b * sk * c, 14));
+        let want = attention_reference(&qv, &kv, &vv, [b, sq, sk, h, d, d], causal);
+        // q through a transpose, as a strided view
+        let qt: Vec<f32> = (0..b).flat_map(|z| (0..c).flat_map(move |j| (0..sq).map(move |i| (z, i, j)))).map(|(z, i, j)| qv[(z * sq + i) * c + j]).collect();
+        let q = from_vec(qt, [b, c, sq], &dev).unwrap().swap_dims(1, 2);
+        let k = from_vec(kv, [b, sk, c], &dev).unwrap();
+        let v = from_vec(vv, [b, sk, c], &dev).unwrap();
+        let got = to_vec(multi_head_attention(q.clone(), k.clone(), v.clone(), h, causal, &cfg)).unwrap();
+        assert_eq!(got.len(), want.len());
+        let err = max_diff(&got, &want);
+        assert!(err <= 2e-5, "b {b} h {h} d {d} sq {sq} sk {sk} causal {causal} rows/unit {per_unit}: {err}");
+        if cube::is_cube(&q) {
+            let split = |x: Tensor<3>, s| x.reshape([b, s, h, d]);
+            let ran = fused_attention(&split(q, sq), &split(k, sk), &split(v, sk), causal).is_some();
+            assert_eq!(ran, d <= 160, "d {d}: the fused kernel runs up to head dim 160 only");
+        }
+    }
+    set_fused_rows_per_unit(0);
+}
+
+/// In f16 storage (sums still in f32) the fused kernel stays within f16 rounding of the definition.
+#[test]
+fn fused_attention_in_f16() {
+    use burn::tensor::FloatDType;
+    let dev = crate::device_from_env().unwrap();
+    let (b, h, d, sq, sk) = (1, 2, 40, 64, 77);
+    let (qv, kv, vv) = (pseudo(b * sq * h * d, 15), pseudo(b * sk * h * d, 16), pseudo(b * sk * h * d, 17));
+    let want = attention_reference(&qv, &kv, &vv, [b, sq, sk, h, d, d], false);
+    let t = |x: Vec<f32>, s| from_vec(x, [b, s, h, d], &dev).unwrap().cast(FloatDType::F16);
+    if !cube::is_cube(&t(vec![0.0; h * d], 1)) {
+        return;
+    }
+    let got = fused_attention(&t(qv, sq), &t(kv, sk), &t(vv, sk), false).expect("runs in f16");
+    assert_eq!(got.dtype(), burn::tensor::DType::F16);
+    let err = max_diff(&to_vec(got.cast(FloatDType::F32)).unwrap(), &want);
+    assert!(err <= 4e-3, "f16: {err}");
+}
+
 /// The head-dim padding of the tensor-core flash attention (40 → 48, `q` rescaled, columns
 /// sliced off) is exact: checked with the `Unit` kernel, which runs on any adapter (the
 /// tensor-core kernel itself needs cooperative matrices: checked on a lent GPU by the bench's
