@@ -87,9 +87,13 @@ pub async fn engine_proof(checkpoint: Vec<u8>, oracle: Vec<u8>) -> Result<String
     let img = to_vec_async(vae.decode(z, &attn).map_err(js)?).await.map_err(js)?;
     let want_img = o.f32("vae_decode.out")?;
     let t_run = now_ms() - t0 - t_init - t_load;
-    // the default attention on WebGPU is the fused kernel: say whether it runs here (not a fallback)
+    // the default attention on WebGPU is the fused kernel: say whether it runs here and computes
+    // (every value 0.5, so every output is 0.5), not whether it was merely launched
     let probe = from_vec(vec![0.5; 2 * 8], [1, 2, 1, 8], &device).map_err(js)?;
-    let fused = stylus_diffusion::gpu::fused_attention(&probe, &probe, &probe, false).is_some();
+    let fused = match stylus_diffusion::gpu::fused_attention(&probe, &probe, &probe, false) {
+        Some(out) => to_vec_async(out).await.map_err(js)?.iter().all(|v| (v - 0.5).abs() <= 1e-6),
+        None => false,
+    };
 
     let report = serde_json::json!({
         "device": format!("{device:?}"),

@@ -37,7 +37,7 @@ pub enum AttentionKernel {
     /// WGSL), else cubek's unit kernel; where neither runs (another backend, an adapter without
     /// plane operations) [`AttentionKernel::Explicit`].
     Flash,
-    /// One fused kernel on the cube backend (`gpu/rows.rs`: a query row per unit, keys staged in
+    /// One fused kernel on the cube backend (`gpu/rows.rs`: 1–4 query rows per unit, keys staged in
     /// workgroup memory, online softmax; no score matrix, so no chunking; nothing WebGPU lacks);
     /// elsewhere, or for head dims over 160, [`AttentionKernel::Explicit`].
     Fused,
