@@ -122,7 +122,7 @@ test('the worker generates the CLI image, with and without a LoRA; progress and 
   await page.close();
 });
 
-test('a tampered LoRA is refused with a message, and a generation can be cancelled', { timeout: 900_000 }, async () => {
+test('a tampered LoRA is refused with a message, a generation can be cancelled, bad requests say so', { timeout: 900_000 }, async () => {
   const page = await browser.newPage();
   await page.goto(`${server.url}/`);
   const r = await inWorker(page, [
@@ -131,12 +131,14 @@ test('a tampered LoRA is refused with a message, and a generation can be cancell
     { type: 'addLora', url: '/fixtures/lora/kohya_lora.safetensors', sha256: '0'.repeat(64) },
     { type: 'generate', request: { ...request, steps: 40 }, cancelAfterFirstStep: true },
     { type: 'generate', request: { ...request, steps: 1, width: 60 } },
+    { type: 'generate', request: { ...request, steps: 0 } },
   ]);
   assert.equal(r.results[1].ok, true, r.results[1].error);
   assert.match(r.results[2].error, /^hash_mismatch: sha256 mismatch: expected 0{64}, file has [0-9a-f]{64}/);
   assert.match(r.results[3].error, /^cancelled: /);
   assert.ok(r.progress.filter((p) => p.stage === 'denoising').length < 40, 'stopped early');
   assert.match(r.results[4].error, /^bad_request: .*multiples of 8/);
+  assert.match(r.results[5].error, /^bad_request: steps must be between 1 and 1000, got 0/);
   await page.close();
 });
 

@@ -34,7 +34,8 @@ impl std::str::FromStr for SchedulerKind {
     }
 }
 
-const TRAIN_STEPS: usize = 1000;
+/// The training schedule's length: a run takes 1 to this many steps.
+pub const TRAIN_STEPS: usize = 1000;
 
 /// ᾱ_t of SD1.5's scaled-linear schedule, computed in f32 as torch does.
 pub fn alphas_cumprod() -> Vec<f32> {
