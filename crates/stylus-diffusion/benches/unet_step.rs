@@ -279,7 +279,8 @@ fn main() {
     let mut times: Vec<f64> = (0..reps).map(|_| step()).collect();
     times.sort_by(|a, b| a.total_cmp(b));
     // the default (`host`) names what it resolves to: the fused kernel on wgpu (rows per unit when forced)
-    let on_cube = stylus_diffusion::gpu::on_cube(&from_vec(vec![0.0; 4], [2, 2], &device).expect("probe"));
+    let probe = from_vec(vec![0.0; 4], [2, 2], &device).expect("probe");
+    let on_cube = stylus_diffusion::gpu::on_cube(&probe);
     let attn_label = match (kernel, on_cube) {
         (AttentionKernel::Host, true) if fused_rows > 0 => format!("default: fused, {fused_rows} rows/unit"),
         (AttentionKernel::Host, true) => "default: fused".to_string(),
@@ -290,7 +291,7 @@ fn main() {
         "device": device_name, "dtype": dtype, "conv": conv_name, "attention": attn_label, "matmul": matmul_name, "small_output": limit, "gemm_min_k_ratio": k_ratio, "attn_budget_mib": budget_mib, "latent": latent, "batch": batch, "reps": reps,
         "load_ms": load_ms, "first_step_ms": first_ms, "step_ms_median": times[times.len() / 2], "step_ms_min": times[0],
         "auto_small": arg("--auto-small", "auto"), "auto_large": arg("--auto-large", "auto"), "flash_planes": flash_planes, "fused_rows": fused_rows,
-        "tensor_cores": stylus_diffusion::gpu::tensor_cores(&from_vec(vec![0.0; 4], [2, 2], &device).expect("probe")),
+        "tensor_cores": stylus_diffusion::gpu::tensor_cores(&probe),
     });
     // printed before the check, so that a check cut short by a timeout keeps the timing
     eprintln!("unet_step: {out}");

@@ -248,10 +248,7 @@ impl Pipeline {
         if let Some(n) = self.adapter_images.filter(|&n| n != req.batch) {
             return bad(format!("the per-image adapter set is for {n} images; the request asks for a batch of {}", req.batch));
         }
-        let max_steps = stylus_sd::schedulers::TRAIN_STEPS;
-        if req.steps == 0 || req.steps > max_steps {
-            return bad(format!("steps must be between 1 and {max_steps}, got {}", req.steps));
-        }
+        stylus_sd::schedulers::check_steps(req.steps).map_err(Error::Request)?;
         if !req.cfg_scale.is_finite() {
             return bad(format!("cfg_scale must be finite, got {}", req.cfg_scale));
         }

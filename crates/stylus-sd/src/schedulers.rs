@@ -34,8 +34,16 @@ impl std::str::FromStr for SchedulerKind {
     }
 }
 
-/// The training schedule's length: a run takes 1 to this many steps.
-pub const TRAIN_STEPS: usize = 1000;
+const TRAIN_STEPS: usize = 1000;
+
+/// Whether a run of `steps` steps exists (1 to the training schedule's 1000); the message says why
+/// not. [`Scheduler::new`] refuses what this refuses; callers validating a request call it first.
+pub fn check_steps(steps: usize) -> Result<(), String> {
+    if steps == 0 || steps > TRAIN_STEPS {
+        return Err(format!("steps must be between 1 and {TRAIN_STEPS}, got {steps}"));
+    }
+    Ok(())
+}
 
 /// ᾱ_t of SD1.5's scaled-linear schedule, computed in f32 as torch does.
 pub fn alphas_cumprod() -> Vec<f32> {
@@ -107,9 +115,7 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(kind: SchedulerKind, steps: usize) -> Result<Self, Error> {
-        if steps == 0 || steps > TRAIN_STEPS {
-            return Err(Error::Config(format!("steps must be between 1 and {TRAIN_STEPS}, got {steps}")));
-        }
+        check_steps(steps).map_err(Error::Config)?;
         let ac = alphas_cumprod();
         let sig = train_sigmas(&ac);
         let (timesteps, sigmas, init, step_ratio) = match kind {

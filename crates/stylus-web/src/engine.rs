@@ -1,7 +1,8 @@
 //! The SD1.5 engine (`stylus-diffusion`, burn wgpu) on the browser's WebGPU: device start-up with
 //! the adapter's own limits, networks loaded from checkpoint bytes, async-only tensor reads, and
-//! `engineProof` — the tiny fixture's text encoder, one UNet step and a VAE decode (with the default,
-//! fused attention kernel) checked against the PyTorch oracle inside the page (the design's riskiest assumption, issue #5 item 7).
+//! `engineProof` — the tiny fixture's text encoder, one UNet step and a VAE decode (with the
+//! default, fused attention kernel) checked against the PyTorch oracle inside the page (the design's
+//! riskiest assumption, issue #5 item 7).
 
 use burn::tensor::Device;
 use stylus_diffusion::attention::AttentionConfig;

@@ -20,8 +20,8 @@ use cubek::matmul::routine::BlueprintStrategy;
 use cubek::matmul::strategy::Strategy;
 use cubek::std::InputBinding;
 
-/// Whether float dtype `d` is one the cube routines here take.
-fn float_ok(d: DType) -> bool {
+/// Whether float dtype `d` is one the cube routines here (and `rows.rs`) take.
+pub(super) fn float_ok(d: DType) -> bool {
     matches!(d, DType::F32 | DType::F16 | DType::BF16)
 }
 

@@ -10,13 +10,13 @@
 //! transpose is copied) and writes `[B, Sq, H, dv]` contiguous, which is the `[B, Sq, H·dv]` the
 //! output projection takes. Sums run in f32 whatever the storage dtype.
 
-use burn::tensor::{DType, Tensor};
+use burn::tensor::Tensor;
 use burn_backend::cubecl::dtype_to_storage_type;
 use burn_cubecl::cubecl::prelude::{CubeCount, CubeDim};
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::CubeBackend;
 
-use super::cube::primitive;
+use super::cube::{float_ok, primitive};
 
 /// Units per workgroup.
 pub const UNITS: usize = 64;
@@ -30,7 +30,8 @@ const STAGE_BYTES: usize = 12 << 10;
 pub const MAX_HEAD_DIM: usize = 160;
 
 /// Keys per staged block for head dims `d`, `dv`: the largest power of two ≤ 32 whose f32 block
-/// (head dims padded to a multiple of 4) fits [`STAGE_BYTES`] (SD1.5: 32 at d = 40, 16 at 80, 8 at 160).
+/// (head dims padded to a multiple of 4) fits [`STAGE_BYTES`] (SD1.5: 32 at d = 40, 16 at 80, 8
+/// at 160).
 pub fn keys_per_block(d: usize, dv: usize) -> usize {
     let fit = STAGE_BYTES / (16 * (d.div_ceil(4) + dv.div_ceil(4)).max(1));
     let mut block = 32;
@@ -215,12 +216,13 @@ mod kernel {
 }
 
 /// `softmax(q·kᵀ/√d)·v` per head for `q` `[B, Sq, H, d]`, `k` `[B, Sk, H, d]`, `v` `[B, Sk, H, dv]`
-/// (`causal`: keys after the query's own position hidden, `Sq == Sk`) → `[B, Sq, H, dv]`. `None` where the tensors are not on the cube backend, their
-/// dtypes differ or are not float, a head dim exceeds [`MAX_HEAD_DIM`], or a dimension is empty.
+/// (`causal`: keys after the query's own position hidden, `Sq == Sk`) → `[B, Sq, H, dv]`. `None`
+/// where the tensors are not on the cube backend, their dtypes differ or are not float, a head dim
+/// exceeds [`MAX_HEAD_DIM`], or a dimension is empty.
 pub fn attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, causal: bool) -> Option<Tensor<4>> {
     let (pq, pk, pv) = (primitive(q)?, primitive(k)?, primitive(v)?);
     let dtype = pq.dtype;
-    if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) || pk.dtype != dtype || pv.dtype != dtype {
+    if !float_ok(dtype) || pk.dtype != dtype || pv.dtype != dtype {
         return None;
     }
     let ([b, sq, h, d], [kb, sk, kh, kd], [vb, vk, vh, dv]) = (q.dims(), k.dims(), v.dims());

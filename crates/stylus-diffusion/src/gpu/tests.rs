@@ -109,8 +109,8 @@ fn attention_reference(q: &[f32], k: &[f32], v: &[f32], [b, sq, sk, h, d, dv]: [
 /// The fused kernel (`rows.rs`) computes attention: SD1.5's head dims (40, 80, 160: one, two and
 /// four staged blocks' worth of sizes), key counts no block divides (77), several workgroups of
 /// rows (150), cross and causal attention, large scores (inputs ×6: the running max must rescale),
-/// a strided `q`, a head dim that is not a multiple of 4 (zero lanes), one to four rows per unit (the default by head dim, and 1 and 3 forced: a
-/// workgroup's last rows beyond the end); on wgpu it must really run. Elsewhere (and past its
+/// a strided `q`, a head dim that is not a multiple of 4 (zero lanes), one to four rows per unit
+/// (the default by head dim, and 1 and 3 forced: a workgroup's last rows beyond the end); on wgpu it must really run. Elsewhere (and past its
 /// head-dim limit) the attention falls back to the explicit one and is still right.
 #[test]
 fn fused_attention_matches_the_definition() {
