@@ -11,9 +11,10 @@
 # the fast build's SPIR-V). `run.sh wgsl` / `run.sh fast` measure
 # one build per device call (PyTorch is measured again in each). PLAN=auto runs the second device
 # call's plan (the per-shape matmul routine) instead of the first's sweep; PLAN=next the plan prepared
-# for the next device call (defaults in f32/f16 with the fused attention, the attention kernels and
-# the fused kernel's rows per unit, the explicit attention and its chunk budget, the Gemm output
-# limit, the k condition of gpu::set_gemm_min_k_ratio); PLAN=tc the tensor-core plan (fast build: the cmma matmul
+# for the next device call (defaults in f32/f16 with the fused attention, the attention kernels, the
+# GEMM routines with split-k, steps with the tiled GEMM and split-k, the explicit attention, the fused
+# kernel's rows per unit, the explicit attention's chunk budget, the Gemm output limit, the k
+# condition of gpu::set_gemm_min_k_ratio); PLAN=tc the tensor-core plan (fast build: the cmma matmul
 # routines and the tensor-core flash attention in f16, each step checked against the unit routines).
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
@@ -59,18 +60,29 @@ for k in "${builds[@]}"; do
   slow=$([ "$k" = fast ] && echo 2 || echo 1)
   if [ "${PLAN:-sweep}" = next ]; then
     # prepared for the next lent device: the engine's defaults (f32 and f16; attention: the fused
-    # kernel of gpu/rows.rs, checked against the explicit attention), the attention alone with each
-    # kernel and the fused kernel's rows per unit (1, default 2 at d = 40, 4), a step with 4 rows per
-    # unit, the previous default (explicit attention) and with bigger chunks (native adapters grant
-    # 2 GiB bindings), then a larger output limit for cubek's Gemm routine and the k condition
+    # kernel of gpu/rows.rs, checked against the explicit attention; im2col in one launch), the
+    # attention alone (explicit vs fused), the UNet's GEMM shapes with burn's routine, cubek's Gemm
+    # and the engine's tiled kernel (gpu/tiled.rs), each with and without split-k where the shape
+    # splits, then steps with the tiled kernel (f32 checked, f16), split-k (checked; 1024 tiles;
+    # with the tiled kernel), the previous default (explicit attention: the baseline), the fused
+    # kernel's rows per unit (1, default 2 at d = 40, 4), split-k in f16, the explicit attention
+    # with bigger chunks (native adapters grant 2 GiB bindings), a larger output limit for cubek's
+    # Gemm routine and the k condition
     bench "unet-$k-default" 60 "$k" unet_step "${unet[@]}" --check
     bench "unet-$k-default-f16" 60 "$k" unet_step "${unet[@]}" --dtype f16 --check
     bench "unet-$k-attn-ops" 60 "$k" unet_step "${unet[@]}" --ops-only --ops-shapes attention --ops-attn explicit,fused
+    bench "unet-$k-gemm-ops" 120 "$k" unet_step "${unet[@]}" --ops-only --ops-matmul backend,gemm,tiled --ops-attn fused --split-k 512
+    bench "unet-$k-tiled" 60 "$k" unet_step "${unet[@]}" --matmul tiled --check
+    bench "unet-$k-split512" 60 "$k" unet_step "${unet[@]}" --split-k 512 --check
+    bench "unet-$k-tiled-f16" 60 "$k" unet_step "${unet[@]}" --matmul tiled --dtype f16
+    bench "unet-$k-explicit" 60 "$k" unet_step "${unet[@]}" --attn explicit
+    bench "unet-$k-split1024" 60 "$k" unet_step "${unet[@]}" --split-k 1024
+    bench "unet-$k-tiled-split512" 60 "$k" unet_step "${unet[@]}" --matmul tiled --split-k 512
     for r in 1 4; do
       bench "unet-$k-attn-ops-rows$r" 60 "$k" unet_step "${unet[@]}" --ops-only --ops-shapes attention --ops-attn fused --fused-rows $r
     done
     bench "unet-$k-fused-rows4" 60 "$k" unet_step "${unet[@]}" --fused-rows 4
-    bench "unet-$k-explicit" 60 "$k" unet_step "${unet[@]}" --attn explicit
+    bench "unet-$k-split512-f16" 60 "$k" unet_step "${unet[@]}" --split-k 512 --dtype f16
     bench "unet-$k-explicit-attn1024" 60 "$k" unet_step "${unet[@]}" --attn explicit --attn-budget 1024
     bench "unet-$k-small2M" 60 "$k" unet_step "${unet[@]}" --small-output 2097152
     bench "unet-$k-kratio2" 60 "$k" unet_step "${unet[@]}" --gemm-min-k-ratio 2

@@ -2,9 +2,9 @@
 //! device: `cargo bench --profile dev -p stylus-diffusion --bench unet_step [--features wgpu] --
 //! --device cpu|wgpu --latent 64 --batch 2 --reps 2 [--conv backend|gemm] [--attn host|backend|explicit|flash|fused]
 //! [--matmul ROUTINE] [--auto-small ROUTINE] [--auto-large ROUTINE] [--small-output N] [--gemm-min-k-ratio R]
-//! [--attn-budget MiB] [--flash-planes N] [--fused-rows N] [--dtype f32|f16] [--check] [--ops|--ops-only [--ops-matmul a,b] [--ops-shapes low|attention] [--ops-attn a,b]]`
+//! [--attn-budget MiB] [--flash-planes N] [--fused-rows N] [--split-k TILES] [--dtype f32|f16] [--check] [--ops|--ops-only [--ops-matmul a,b] [--ops-shapes low|attention] [--ops-attn a,b]]`
 //! (ROUTINE: a `stylus_diffusion::gpu::GpuMatmul` name: backend, simple-min, simple-max, double-max, double-min, gemm,
-//! auto, simple-cmma, double-cmma, specialized-cmma, ordered-cmma). One warm-up step first (wgpu compiles its kernels there, timed
+//! tiled, auto, simple-cmma, double-cmma, specialized-cmma, ordered-cmma; `--split-k TILES`: `gpu::set_split_k_tiles`). One warm-up step first (wgpu compiles its kernels there, timed
 //! separately), then `reps` timed steps, each synchronised by reading ε back. `--ops` times the
 //! single ops of ../shared/reference/GPU_NOTES.md first (matmul 1024², conv 3×3 320→320 at 64²,
 //! attention [1, 8, 4096, 40]) with each kernel choice, the explicit attention's three parts apart,
@@ -19,7 +19,7 @@ use burn::tensor::{Device, Tensor};
 use stylus_diffusion::attention::{multi_head_attention, AttentionConfig, AttentionKernel};
 use stylus_diffusion::device_named;
 use stylus_diffusion::gpu::{set_gpu_matmul, GpuMatmul};
-use stylus_diffusion::kernels::{conv2d_with, set_conv_kernel, ConvKernel};
+use stylus_diffusion::kernels::{conv2d_with, set_conv_kernel, stacked_columns, ConvKernel};
 use stylus_diffusion::nn::{from_vec, to_vec};
 use stylus_sd::SdConfig;
 
@@ -47,7 +47,7 @@ fn time_op(device: &Device, reps: usize, mut f: impl FnMut() -> Tensor<4>) -> (f
 }
 
 /// The per-op table: each op with each kernel choice, as `BENCH_JSON {"op": …}` lines.
-fn ops(device: &Device, rng: &mut Rng, reps: usize, flash_planes: u8, opt: &dyn Fn(&str) -> Option<String>) {
+fn ops(device: &Device, rng: &mut Rng, reps: usize, flash_planes: u8, split_k: usize, opt: &dyn Fn(&str) -> Option<String>) {
     let t = |v: Vec<f32>, s: [usize; 4]| from_vec(v, s, device).expect("upload");
     let a = t(rng.fill(1024 * 1024, 1.0), [1, 1, 1024, 1024]);
     let b = t(rng.fill(1024 * 1024, 1.0), [1, 1, 1024, 1024]);
@@ -81,16 +81,24 @@ fn ops(device: &Device, rng: &mut Rng, reps: usize, flash_planes: u8, opt: &dyn 
     let shapes = if attention_only { &all_shapes[..0] } else { &all_shapes[if low { 5 } else { 0 }..] };
     for &(label, [bs, m, k, n]) in shapes {
         let (x, y) = (t(rng.fill(m * k, 1.0), [1, 1, m, k]), t(rng.fill(bs * k * n, 0.05), [1, bs, k, n]));
-        // each routine's result against the unit routine's (no tensor cores, no plane ops)
+        // each routine's result against the unit routine's (no tensor cores, no plane ops, no split)
+        stylus_diffusion::gpu::set_split_k_tiles(0);
         let want = to_vec(stylus_diffusion::gpu::matmul_with(x.clone(), y.clone(), GpuMatmul::SimpleUnitMin)).expect("read");
+        // with `--split-k T`, each routine also with k split (`ROUTINE+split`) where the shape splits
+        let splits = if split_k > 0 && stylus_diffusion::gpu::split_k_with(split_k, bs, m, k, n) > 1 { vec![0, split_k] } else { vec![0] };
         for &r in &routines {
-            set_gpu_matmul(r);
-            // timed first, so that its first call includes the kernel's compilation
-            let timing = time_op(device, reps, || stylus_diffusion::gpu::matmul(x.clone(), y.clone()));
-            let err = rel_err(&to_vec(stylus_diffusion::gpu::matmul(x.clone(), y.clone())).expect("read"), &want);
-            report_err(label, r.name(), timing, reps, Some(err));
+            for &target in &splits {
+                set_gpu_matmul(r);
+                stylus_diffusion::gpu::set_split_k_tiles(target);
+                // timed first, so that its first call includes the kernel's compilation
+                let timing = time_op(device, reps, || stylus_diffusion::gpu::matmul(x.clone(), y.clone()));
+                let err = rel_err(&to_vec(stylus_diffusion::gpu::matmul(x.clone(), y.clone())).expect("read"), &want);
+                let name = if target > 0 { format!("{}+split", r.name()) } else { r.name().to_string() };
+                report_err(label, &name, timing, reps, Some(err));
+            }
         }
     }
+    stylus_diffusion::gpu::set_split_k_tiles(split_k);
     set_gpu_matmul(GpuMatmul::Auto);
     if low {
         return;
@@ -116,6 +124,15 @@ fn conv_rows(device: &Device, rng: &mut Rng, reps: usize, rows: &mut Vec<(String
         let opts = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
         let name = if kernel == ConvKernel::Gemm { "gemm" } else { "backend" };
         rows.push(("conv2d 320ch 64² 3×3".into(), name.into(), time_op(device, reps, || conv2d_with(x.clone(), w.clone(), Some(bias.clone()), opts.clone()))));
+    }
+    // its im2col matrix alone: the views of the padded input stacked, and the one-launch kernel
+    let cols = |m: Tensor<3>| m.unsqueeze::<4>();
+    let pad = || x.clone().pad([(1, 1), (1, 1)], burn::tensor::ops::PadMode::Constant(0.0));
+    rows.push(("im2col 320ch 64² 3×3".into(), "views".into(), time_op(device, reps, || cols(stacked_columns(&pad(), 3, 3, 0, 64, 64)))));
+    if let Some(m) = stylus_diffusion::gpu::im2col(&x, 3, 3, 1, 1, 0, 64, 64) {
+        assert_eq!(to_vec(m).expect("read"), to_vec(stacked_columns(&pad(), 3, 3, 0, 64, 64)).expect("read"), "im2col kernel");
+        let kernel = || cols(stylus_diffusion::gpu::im2col(&x, 3, 3, 1, 1, 0, 64, 64).expect("im2col"));
+        rows.push(("im2col 320ch 64² 3×3".into(), "kernel".into(), time_op(device, reps, kernel)));
     }
 }
 
@@ -240,8 +257,10 @@ fn main() {
     stylus_diffusion::gpu::set_fused_rows_per_unit(fused_rows);
     let flash_planes: u8 = arg("--flash-planes", "4").parse().unwrap_or_else(|_| fail("--flash-planes: 0-255".into()));
     stylus_diffusion::gpu::set_flash_planes(flash_planes);
+    let split_k: usize = arg("--split-k", "0").parse().unwrap_or_else(|_| fail("--split-k: output tiles, a number (0: off)".into()));
+    stylus_diffusion::gpu::set_split_k_tiles(split_k);
     if args.iter().any(|a| a == "--ops" || a == "--ops-only") {
-        ops(&device, &mut rng, reps, flash_planes, &opt);
+        ops(&device, &mut rng, reps, flash_planes, split_k, &opt);
         if args.iter().any(|a| a == "--ops-only") {
             return;
         }
@@ -290,7 +309,7 @@ fn main() {
     let out = serde_json::json!({
         "device": device_name, "dtype": dtype, "conv": conv_name, "attention": attn_label, "matmul": matmul_name, "small_output": limit, "gemm_min_k_ratio": k_ratio, "attn_budget_mib": budget_mib, "latent": latent, "batch": batch, "reps": reps,
         "load_ms": load_ms, "first_step_ms": first_ms, "step_ms_median": times[times.len() / 2], "step_ms_min": times[0],
-        "auto_small": arg("--auto-small", "auto"), "auto_large": arg("--auto-large", "auto"), "flash_planes": flash_planes, "fused_rows": fused_rows,
+        "auto_small": arg("--auto-small", "auto"), "auto_large": arg("--auto-large", "auto"), "flash_planes": flash_planes, "fused_rows": fused_rows, "split_k": split_k,
         "tensor_cores": stylus_diffusion::gpu::tensor_cores(&probe),
     });
     // printed before the check, so that a check cut short by a timeout keeps the timing
@@ -304,9 +323,11 @@ fn main() {
     let (x, ctx) = inputs(&mut rng);
     let got = to_vec(unet.forward(x.clone(), &[500.0], &ctx, &attn).expect("forward")).expect("read");
     set_gpu_matmul(GpuMatmul::SimpleUnitMin);
+    stylus_diffusion::gpu::set_split_k_tiles(0);
     let plain = AttentionConfig { kernel: AttentionKernel::Explicit, ..attn };
     let want = to_vec(unet.forward(x, &[500.0], &ctx, &plain).expect("forward")).expect("read");
     set_gpu_matmul(matmul);
+    stylus_diffusion::gpu::set_split_k_tiles(split_k);
     let check = serde_json::json!({ "check_rel_err": err_json(rel_err(&got, &want)) });
     eprintln!("unet_step: {check}");
     println!("BENCH_JSON {check}");

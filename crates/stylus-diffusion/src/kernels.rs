@@ -84,22 +84,19 @@ fn conv2d_gemm_within(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, 
     let y = if kh == 1 && kw == 1 && pt + pb + pl + pr == 0 {
         crate::gpu::matmul(wm, x.reshape([n, c, h * w])).reshape([n, co, oh, ow])
     } else {
-        let xp = if pt + pb + pl + pr == 0 { x } else { x.pad([(pt, pb), (pl, pr)], PadMode::Constant(0.0)) };
+        // the padded input, for the views of the fallback (made once, only if needed)
+        let mut xp: Option<Tensor<4>> = None;
         // Output rows per tile so that one tile's columns `[n, k, rows·ow]` fit the budget.
         let rows = (budget / (4 * n * k * ow).max(1)).clamp(1, oh);
         let mut tiles = Vec::with_capacity(oh.div_ceil(rows));
         let mut r0 = 0;
         while r0 < oh {
             let len = rows.min(oh - r0);
-            let band = xp.clone().narrow(2, r0, len + kh - 1);
-            let mut shifted = Vec::with_capacity(kh * kw);
-            for dy in 0..kh {
-                for dx in 0..kw {
-                    shifted.push(band.clone().narrow(2, dy, len).narrow(3, dx, ow));
-                }
-            }
-            // [n, c, kh·kw, len, ow] → [n, c·kh·kw, len·ow]: the weight's [co, c, kh, kw] order.
-            let cols: Tensor<3> = Tensor::stack::<5>(shifted, 2).reshape([n, k, len * ow]);
+            // one launch on the cube backend, else k² shifted views of the padded input stacked
+            let cols = crate::gpu::im2col(&x, kh, kw, pt, pl, r0, len, ow).unwrap_or_else(|| {
+                let xp = xp.get_or_insert_with(|| if pt + pb + pl + pr == 0 { x.clone() } else { x.clone().pad([(pt, pb), (pl, pr)], PadMode::Constant(0.0)) });
+                stacked_columns(xp, kh, kw, r0, len, ow)
+            });
             tiles.push(crate::gpu::matmul(wm.clone(), cols).reshape([n, co, len, ow]));
             r0 += len;
         }
@@ -115,6 +112,22 @@ fn conv2d_gemm_within(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, 
     }
 }
 
+/// The im2col matrix `[n, c·kh·kw, len·ow]` of output rows `r0..r0 + len` from the padded input
+/// `xp` `[n, c, hp, wp]`: its k² shifted views stacked (what [`conv2d_gemm`] builds where
+/// `crate::gpu::im2col` declines).
+pub fn stacked_columns(xp: &Tensor<4>, kh: usize, kw: usize, r0: usize, len: usize, ow: usize) -> Tensor<3> {
+    let [n, c, _, _] = xp.dims();
+    let band = xp.clone().narrow(2, r0, len + kh - 1);
+    let mut shifted = Vec::with_capacity(kh * kw);
+    for dy in 0..kh {
+        for dx in 0..kw {
+            shifted.push(band.clone().narrow(2, dy, len).narrow(3, dx, ow));
+        }
+    }
+    // [n, c, kh·kw, len, ow] → [n, c·kh·kw, len·ow]: the weight's [co, c, kh, kw] order.
+    Tensor::stack::<5>(shifted, 2).reshape([n, c * kh * kw, len * ow])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,7 +138,7 @@ mod tests {
     /// row tiles (a budget of 3 output rows, uneven last tile), and falls back for stride 2.
     #[test]
     fn gemm_equals_conv2d() {
-        let dev = crate::cpu_device();
+        let dev = crate::device_from_env().unwrap();
         // (batch, channels in, size, channels out, kernel, padding, stride)
         type Case = (usize, usize, usize, usize, usize, [(usize, usize); 2], usize);
         let cases: [Case; 6] = [
@@ -147,6 +160,42 @@ mod tests {
             assert_eq!(want.len(), got.len(), "case {i}");
             let diff = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
             assert!(diff <= 1e-4, "case {i}: max |diff| {diff}");
+        }
+    }
+
+    /// The one-launch im2col of the cube backend (`gpu/im2col.rs`) equals the stacked views of the
+    /// padded input: symmetric, asymmetric and no padding, 1×1 to 3×3, bands starting inside the
+    /// output, a strided (permuted) input, f16 storage. Off the cube backend it declines.
+    #[test]
+    fn im2col_kernel_equals_the_views() {
+        use burn::tensor::FloatDType;
+        let dev = crate::device_from_env().unwrap();
+        // (n, c, h, w, kh, kw, [(pt, pb), (pl, pr)], r0, len)
+        type Case = (usize, usize, usize, usize, usize, usize, [(usize, usize); 2], usize, usize);
+        let cases: [Case; 5] = [
+            (2, 3, 7, 6, 3, 3, [(1, 1), (1, 1)], 0, 7),
+            (1, 4, 9, 5, 3, 3, [(1, 1), (1, 1)], 4, 3),
+            (2, 2, 6, 8, 3, 2, [(0, 1), (2, 0)], 1, 4),
+            (1, 5, 4, 4, 1, 1, [(0, 0), (0, 0)], 0, 4),
+            (1, 3, 5, 6, 3, 3, [(0, 0), (0, 0)], 2, 1),
+        ];
+        for (i, &(n, c, h, w, kh, kw, pad, r0, len)) in cases.iter().enumerate() {
+            let [(pt, pb), (pl, pr)] = pad;
+            let ow = w + pl + pr - kw + 1;
+            // a permuted view: [n, h, w, c] data read as [n, c, h, w]
+            let x = from_vec(pseudo(n * c * h * w, 20 + i as u32), [n, h, w, c], &dev).unwrap().permute([0, 3, 1, 2]);
+            let xp = x.clone().pad([(pt, pb), (pl, pr)], PadMode::Constant(0.0));
+            let want = to_vec(stacked_columns(&xp, kh, kw, r0, len, ow)).unwrap();
+            let Some(got) = crate::gpu::im2col(&x, kh, kw, pt, pl, r0, len, ow) else {
+                assert!(!crate::gpu::on_cube(&x), "case {i}: the kernel declined on the cube backend");
+                continue;
+            };
+            assert_eq!(got.dims(), [n, c * kh * kw, len * ow], "case {i}");
+            assert_eq!(to_vec(got).unwrap(), want, "case {i}");
+            let half = crate::gpu::im2col(&x.clone().cast(FloatDType::F16), kh, kw, pt, pl, r0, len, ow).expect("f16");
+            let got16 = to_vec(half.cast(FloatDType::F32)).unwrap();
+            let diff = want.iter().zip(&got16).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(diff <= 2e-3, "case {i} f16: {diff}");
         }
     }
 

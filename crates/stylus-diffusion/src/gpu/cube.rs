@@ -59,7 +59,7 @@ fn strategy(kind: GpuMatmul) -> Strategy {
     let unit = |tile_size| SimpleUnitSelectionArgs { tile_size };
     let double = |tile_size| DoubleUnitSelectionArgs { tile_size };
     match kind {
-        GpuMatmul::Backend | GpuMatmul::Auto => Strategy::Auto,
+        GpuMatmul::Backend | GpuMatmul::Auto | GpuMatmul::Tiled => Strategy::Auto,
         GpuMatmul::SimpleUnitMin => Routine::SimpleUnit(BlueprintStrategy::Inferred(unit(TileSizeSelection::MinTileSize))).into(),
         GpuMatmul::SimpleUnitMax => Routine::SimpleUnit(BlueprintStrategy::Inferred(unit(TileSizeSelection::MaxTileSize))).into(),
         GpuMatmul::DoubleUnitMax => Routine::DoubleUnit(BlueprintStrategy::Inferred(double(TileSizeSelection::MaxTileSize))).into(),
@@ -92,8 +92,8 @@ pub fn matmul_or_fallback<const D: usize>(lhs: &Tensor<D>, rhs: &Tensor<D>, kind
 fn launch<const D: usize>(mut l: CubeTensor, r: CubeTensor, kind: GpuMatmul) -> Option<Tensor<D>> {
     let dtype = l.dtype;
     // `Backend` / `Auto` are not routines here: cubek's `Strategy::Auto` panics where the cmma
-    // routine calls a problem invalid (the caller resolves both)
-    if matches!(kind, GpuMatmul::Backend | GpuMatmul::Auto)
+    // routine calls a problem invalid (the caller resolves both); `Tiled` is the engine's (`tiled.rs`)
+    if matches!(kind, GpuMatmul::Backend | GpuMatmul::Auto | GpuMatmul::Tiled)
         || r.dtype != dtype
         || !float_ok(dtype)
         || (kind == GpuMatmul::Gemm && !plane_ops(&l))

@@ -57,10 +57,13 @@ pub enum GpuMatmul {
     OrderedCmma = 9,
     /// `SimpleUnit`, largest register tile: burn's routine where there are no tensor cores.
     SimpleUnitMax = 10,
+    /// The engine's own register-blocked GEMM (`tiled.rs`: 128² or 64² output tiles per workgroup,
+    /// 8×8 or 4×4 per unit, nothing WebGPU lacks). Not yet measured on a GPU.
+    Tiled = 11,
 }
 
 impl GpuMatmul {
-    pub const ALL: [GpuMatmul; 11] = [
+    pub const ALL: [GpuMatmul; 12] = [
         GpuMatmul::Backend,
         GpuMatmul::SimpleUnitMin,
         GpuMatmul::DoubleUnitMax,
@@ -72,6 +75,7 @@ impl GpuMatmul {
         GpuMatmul::SpecializedCmma,
         GpuMatmul::OrderedCmma,
         GpuMatmul::SimpleUnitMax,
+        GpuMatmul::Tiled,
     ];
 
     pub fn name(self) -> &'static str {
@@ -87,6 +91,7 @@ impl GpuMatmul {
             GpuMatmul::SpecializedCmma => "specialized-cmma",
             GpuMatmul::OrderedCmma => "ordered-cmma",
             GpuMatmul::SimpleUnitMax => "simple-max",
+            GpuMatmul::Tiled => "tiled",
         }
     }
 
@@ -169,8 +174,84 @@ pub fn matmul<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>) -> Tensor<D> {
     matmul_with(lhs, rhs, gpu_matmul())
 }
 
-/// [`matmul`] with an explicit routine.
+/// [`matmul`] with an explicit routine; `k` split per [`split_k`] where that is on.
 pub fn matmul_with<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>, kind: GpuMatmul) -> Tensor<D> {
+    match split_batches(&lhs, &rhs) {
+        // split-k reshapes each side's batch to one dim: a batch of 1 or the output's only
+        Some((ba, bb, out)) if cube::is_cube(&lhs) && (ba == 1 || bb == 1 || ba == bb) => {
+            let [m, k, n] = [lhs.dims()[D - 2], lhs.dims()[D - 1], rhs.dims()[D - 1]];
+            match split_k(ba.max(bb), m, k, n) {
+                1 => matmul_once(lhs, rhs, kind),
+                s => {
+                    // [ba, m, k] → [ba, s, m, k/s] (a strided view), [bb, k, n] → [bb, s, k/s, n]
+                    let l = lhs.reshape([ba, m, s, k / s]).swap_dims(1, 2);
+                    let r = rhs.reshape([bb, s, k / s, n]);
+                    matmul_once(l, r, kind).sum_dim(1).reshape(out)
+                }
+            }
+        }
+        _ => matmul_once(lhs, rhs, kind),
+    }
+}
+
+static SPLIT_K: AtomicUsize = AtomicUsize::new(0);
+
+/// Output tile (rows and columns) by which [`split_k`] counts a GEMM's workgroups.
+const SPLIT_TILE: usize = 64;
+/// Shortest slice of `k` a split leaves, and most slices.
+const SPLIT_MIN_K: usize = 256;
+const SPLIT_MAX: usize = 16;
+
+/// Turns on split-k for the cube backend's GEMMs (0, the default: off): a GEMM whose output has
+/// fewer than `target` tiles of 64×64 (batch included) runs as `s` GEMMs over slices of `k`, one
+/// batched launch, summed after. The UNet's low-resolution convolutions have few output tiles and a
+/// long `k` (1280×11520·11520×256 at 16²: 160 tiles, k = 11520), which the unit routines walk with
+/// a few workgroups while most of a large GPU idles (1.3–1.6 TFLOP/s on an H200 against 5.7 at
+/// 64²). Not yet measured on a GPU (`benches/gpu/`, `PLAN=next`), so off by default.
+pub fn set_split_k_tiles(target: usize) {
+    SPLIT_K.store(target, Ordering::Relaxed);
+}
+
+/// The slices of `k` [`matmul`] runs a `batch × (m × k · k × n)` product in: 1 when split-k is off
+/// or the output already has the target's tiles, else the smallest power of two (at most 16)
+/// that reaches it, as long as it divides `k` and leaves slices of at least 256.
+pub fn split_k(batch: usize, m: usize, k: usize, n: usize) -> usize {
+    split_k_with(SPLIT_K.load(Ordering::Relaxed), batch, m, k, n)
+}
+
+/// [`split_k`] for a target of `target` tiles (0: off).
+pub fn split_k_with(target: usize, batch: usize, m: usize, k: usize, n: usize) -> usize {
+    let tiles = batch * m.div_ceil(SPLIT_TILE) * n.div_ceil(SPLIT_TILE);
+    let mut s = 1;
+    while tiles * s < target && s < SPLIT_MAX && k.is_multiple_of(2 * s) && k / (2 * s) >= SPLIT_MIN_K {
+        s *= 2;
+    }
+    s
+}
+
+/// The batches of `lhs` and `rhs` flattened (`ba`, `bb`) and the output's dims, where each side's
+/// batch dims are the output's after leading ones (so that output batch `z` takes that side's
+/// `z mod ba`: all ones broadcast, all equal is one to one); `None` for other broadcasts (a side
+/// broadcasting on an inner batch dim).
+fn split_batches<const D: usize>(lhs: &Tensor<D>, rhs: &Tensor<D>) -> Option<(usize, usize, [usize; D])> {
+    let (a, b) = (lhs.dims(), rhs.dims());
+    if D < 2 || a[D - 1] != b[D.saturating_sub(2)] {
+        return None;
+    }
+    let mut out = a;
+    for i in 0..D - 2 {
+        out[i] = a[i].max(b[i]);
+    }
+    out[D - 1] = b[D - 1];
+    let flat = |dims: [usize; D]| -> Option<usize> {
+        let lead = dims[..D - 2].iter().take_while(|&&d| d == 1).count();
+        (dims[lead..D - 2] == out[lead..D - 2]).then(|| dims[..D - 2].iter().product())
+    };
+    Some((flat(a)?, flat(b)?, out))
+}
+
+/// One launch of `kind` (no split).
+fn matmul_once<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>, kind: GpuMatmul) -> Tensor<D> {
     let kind = match kind {
         GpuMatmul::Auto => {
             let (a, b) = (lhs.dims(), rhs.dims());
@@ -179,9 +260,23 @@ pub fn matmul_with<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>, kind: GpuMatm
         }
         k => k,
     };
+    if kind == GpuMatmul::Tiled {
+        if let Some(y) = tiled_matmul(&lhs, &rhs) {
+            return y;
+        }
+    }
     // on a tensor-core adapter burn's matmul would panic where its cmma routine calls a problem
     // invalid: the cube side runs its routines itself (`Backend` there is only the fallbacks)
     cube::matmul_or_fallback(&lhs, &rhs, kind).unwrap_or_else(|| lhs.matmul(rhs))
+}
+
+/// [`GpuMatmul::Tiled`]: the batch dims flattened (see [`split_batches`]); `None` off the cube
+/// backend or where the batches do not flatten.
+fn tiled_matmul<const D: usize>(lhs: &Tensor<D>, rhs: &Tensor<D>) -> Option<Tensor<D>> {
+    let (ba, bb, out) = split_batches(lhs, rhs)?;
+    let [m, k, n] = [lhs.dims()[D - 2], lhs.dims()[D - 1], rhs.dims()[D - 1]];
+    let y = tiled::matmul_auto(&lhs.clone().reshape([ba, m, k]), &rhs.clone().reshape([bb, k, n]))?;
+    Some(y.reshape(out))
 }
 
 /// `x · W + b` (`W` `[in, out]`, as burn's `module::linear`) through [`matmul`]: the leading dims
@@ -252,6 +347,14 @@ pub fn fused_rows_per_unit(d: usize, dv: usize) -> usize {
     }
 }
 
+/// The im2col matrix `[n, c·kh·kw, len·ow]` of `x` `[n, c, h, w]` for a stride-1 `kh×kw`
+/// convolution padded by `pt` rows on top and `pl` columns on the left, over output rows
+/// `r0..r0 + len` of width `ow`, in one launch (`im2col.rs`); `None` off the cube backend.
+#[allow(clippy::too_many_arguments)]
+pub fn im2col(x: &Tensor<4>, kh: usize, kw: usize, pt: usize, pl: usize, r0: usize, len: usize, ow: usize) -> Option<Tensor<3>> {
+    im2col::im2col(x, kh, kw, pt, pl, r0, len, ow)
+}
+
 /// Whether `t`'s adapter runs `t`'s dtype on tensor cores (the `*Cmma` routines of [`GpuMatmul`]).
 pub fn tensor_cores<const D: usize>(t: &Tensor<D>) -> bool {
     cube::tensor_cores(t)
@@ -260,7 +363,11 @@ pub fn tensor_cores<const D: usize>(t: &Tensor<D>) -> bool {
 #[cfg(feature = "wgpu")]
 mod cube;
 #[cfg(feature = "wgpu")]
+mod im2col;
+#[cfg(feature = "wgpu")]
 mod rows;
+#[cfg(feature = "wgpu")]
+mod tiled;
 
 #[cfg(not(feature = "wgpu"))]
 mod cube {
@@ -286,6 +393,25 @@ mod cube {
 
     pub fn tensor_cores<const D: usize>(_: &Tensor<D>) -> bool {
         false
+    }
+}
+
+#[cfg(not(feature = "wgpu"))]
+mod im2col {
+    use burn::tensor::Tensor;
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn im2col(_: &Tensor<4>, _: usize, _: usize, _: usize, _: usize, _: usize, _: usize, _: usize) -> Option<Tensor<3>> {
+        None
+    }
+}
+
+#[cfg(not(feature = "wgpu"))]
+mod tiled {
+    use burn::tensor::Tensor;
+
+    pub fn matmul_auto(_: &Tensor<3>, _: &Tensor<3>) -> Option<Tensor<3>> {
+        None
     }
 }
 

@@ -33,7 +33,9 @@ fn every_routine_matches_the_definition() {
         let a = from_vec(av, [ba, m, k], &dev).unwrap();
         let b = from_vec(bv, [bb, k, n], &dev).unwrap();
         for kind in routines(&a) {
-            if !matches!(kind, GpuMatmul::Backend | GpuMatmul::Auto) && cube::is_cube(&a) && (!kind.is_cmma() || tensor_cores(&a)) {
+            if kind == GpuMatmul::Tiled && cube::is_cube(&a) {
+                assert!(tiled_matmul(&a, &b).is_some(), "tiled refused {dims:?}");
+            } else if !matches!(kind, GpuMatmul::Backend | GpuMatmul::Auto) && cube::is_cube(&a) && (!kind.is_cmma() || tensor_cores(&a)) {
                 assert!(cube::matmul(&a, &b, kind).is_some(), "{kind:?} refused {dims:?}");
             }
             let got = to_vec(matmul_with(a.clone(), b.clone(), kind)).unwrap();
@@ -237,4 +239,100 @@ fn names_round_trip() {
         assert_eq!(GpuMatmul::parse(kind.name()), Some(kind));
     }
     assert_eq!(GpuMatmul::parse("nope"), None);
+}
+
+/// Split-k's rule: off by default; with a target, the smallest power of two reaching it that
+/// divides `k` into slices of at least 256, at most 16.
+#[test]
+fn split_k_rule() {
+    assert_eq!(split_k(2, 1280, 11520, 256), 1, "off by default");
+    set_split_k_tiles(512);
+    assert_eq!(split_k(2, 1280, 11520, 256), 4, "160 tiles → 640");
+    assert_eq!(split_k(2, 1280, 11520, 64), 16, "40 tiles → 640");
+    assert_eq!(split_k(2, 640, 5760, 1024), 2, "320 tiles → 640");
+    assert_eq!(split_k(2, 320, 2880, 4096), 1, "640 tiles already");
+    assert_eq!(split_k(1, 64, 1280, 64), 4, "slices of 320, not 160");
+    assert_eq!(split_k(1, 64, 1000, 64), 2, "1000 = 8·125: 2 slices of 500, then 250 is too short");
+    assert_eq!(split_k(1, 64, 999, 64), 1, "odd k");
+    set_split_k_tiles(0);
+}
+
+/// With split-k on, every routine still computes the product (the weight broadcast over the
+/// batch as the convolutions run it, broadcast on the other side, equal batches, a 4-d batch, a
+/// strided operand); on wgpu the split must really happen.
+#[test]
+fn split_k_matches_the_definition() {
+    let dev = crate::device_from_env().unwrap();
+    set_split_k_tiles(1 << 20);
+    for dims @ [ba, bb, m, k, n] in [[1, 2, 20, 1024, 9], [2, 1, 5, 768, 70], [3, 3, 7, 512, 3]] {
+        assert!(split_k(ba.max(bb), m, k, n) > 1, "{dims:?} splits");
+        let (av, bv) = (pseudo(ba * m * k, 21), pseudo(bb * k * n, 22));
+        let want = reference(&av, &bv, dims);
+        let a = from_vec(av, [ba, m, k], &dev).unwrap();
+        let b = from_vec(bv, [bb, k, n], &dev).unwrap();
+        assert_eq!(split_batches(&a, &b).map(|(x, y, _)| (x, y)), Some((ba, bb)));
+        for kind in routines(&a) {
+            let got = matmul_with(a.clone(), b.clone(), kind);
+            assert_eq!(got.dims(), [ba.max(bb), m, n]);
+            let err = max_diff(&to_vec(got).unwrap(), &want);
+            assert!(err <= 1e-4 * k as f32, "{kind:?} {dims:?}: max |diff| {err}");
+        }
+        // 4-d: the same batch as [1, b] against [1, b] or [1, 1]
+        let a4 = a.clone().reshape([1, ba, m, k]);
+        let b4 = b.clone().swap_dims(1, 2).reshape([1, bb, n, k]).swap_dims(2, 3).reshape([1, bb, k, n]);
+        let err = max_diff(&to_vec(matmul(a4, b4)).unwrap(), &want);
+        assert!(err <= 1e-4 * k as f32, "4-d {dims:?}: {err}");
+    }
+    // a side broadcasting on some batch dims only does not flatten: no split, still right
+    let a = from_vec(pseudo(2 * 4 * 512, 23), [2, 1, 4, 512], &dev).unwrap();
+    let b = from_vec(pseudo(3 * 512 * 5, 24), [1, 3, 512, 5], &dev).unwrap();
+    assert!(split_batches(&a, &b).is_none());
+    let want = to_vec(a.clone().matmul(b.clone())).unwrap();
+    let err = max_diff(&to_vec(matmul(a, b)).unwrap(), &want);
+    assert!(err <= 1e-3, "partial broadcast: {err}");
+    set_split_k_tiles(0);
+}
+
+/// The engine's tiled GEMM (`tiled.rs`) with each tile: sizes no tile divides (edges in m, n and
+/// k), several workgroups each way, batch broadcast either side and repeated (`[1, s]` against
+/// `[n, s]`, as split-k runs it), strided operands, f16 storage; on wgpu it must run.
+#[cfg(feature = "wgpu")]
+#[test]
+fn tiled_matmul_matches_the_definition() {
+    use burn::tensor::FloatDType;
+    let dev = crate::device_from_env().unwrap();
+    for dims @ [ba, bb, m, k, n] in [[1, 2, 130, 37, 200], [2, 1, 300, 20, 70], [3, 3, 9, 8, 5], [1, 1, 257, 64, 129]] {
+        let (av, bv) = (pseudo(ba * m * k, 31), pseudo(bb * k * n, 32));
+        let want = reference(&av, &bv, dims);
+        let a = from_vec(av.clone(), [ba, m, k], &dev).unwrap();
+        let b = from_vec(bv.clone(), [bb, k, n], &dev).unwrap();
+        // a strided lhs: the same values through a transpose
+        let at = from_vec(transpose(&av, ba, m, k), [ba, k, m], &dev).unwrap().swap_dims(1, 2);
+        if !cube::is_cube(&a) {
+            assert!(tiled::matmul_auto(&a, &b).is_none());
+            return;
+        }
+        for tile in [tiled::LARGE, tiled::SMALL] {
+            for (name, lhs) in [("plain", &a), ("strided", &at)] {
+                let got = tiled::matmul(lhs, &b, tile).expect("runs on wgpu");
+                assert_eq!(got.dims(), [ba.max(bb), m, n]);
+                let err = max_diff(&to_vec(got).unwrap(), &want);
+                assert!(err <= 1e-4 * k as f32, "{tile:?} {dims:?} {name}: max |diff| {err}");
+            }
+            let half = tiled::matmul(&a.clone().cast(FloatDType::F16), &b.clone().cast(FloatDType::F16), tile).expect("f16");
+            assert_eq!(half.dtype(), burn::tensor::DType::F16);
+            let err = max_diff(&to_vec(half.cast(FloatDType::F32)).unwrap(), &want);
+            assert!(err <= 2e-3 * k as f32, "{tile:?} {dims:?} f16: {err}");
+        }
+    }
+    // repeated batches: [1, 2]-shaped weights against [3, 2] inputs, flattened to 2 against 6
+    let (m, k, n) = (5, 16, 7);
+    let (av, bv) = (pseudo(2 * m * k, 33), pseudo(6 * k * n, 34));
+    let a = from_vec(av.clone(), [1, 2, m, k], &dev).unwrap();
+    let b = from_vec(bv.clone(), [3, 2, k, n], &dev).unwrap();
+    let want = to_vec(a.clone().matmul(b.clone())).unwrap();
+    let got = tiled_matmul(&a, &b).expect("flattens");
+    assert_eq!(got.dims(), [3, 2, m, n]);
+    let err = max_diff(&to_vec(got).unwrap(), &want);
+    assert!(err <= 1e-4 * k as f32, "repeated batches: {err}");
 }
