@@ -70,7 +70,8 @@ def section(rows, torch, gpu, logs):
     for r in rows:
         if "step_ms_median" in r:
             m, f16, f32 = r["step_ms_median"], r["ref"].get("unet_step_fp16_ms"), r["ref"].get("unet_step_fp32_ms")
-            out.append(f"| {r['call']} | {r['run']} | {r.get('conv', 'backend')} | {r.get('attention', 'backend')} | {r.get('matmul', 'backend')}{f", split-k {r['split_k']}" if r.get('split_k') else ''} | {r.get('dtype', 'f32')} | "
+            split = f", split-k {r['split_k']}" if r.get("split_k") else ""
+            out.append(f"| {r['call']} | {r['run']} | {r.get('conv', 'backend')} | {r.get('attention', 'backend')} | {r.get('matmul', 'backend')}{split} | {r.get('dtype', 'f32')} | "
                        f"{fmt(r['first_step_ms'])} | {fmt(m)} | {fmt(m / f16 if f16 else None, 1)}× | {fmt(m / f32 if f32 else None, 1)}× | {err(r.get('check_rel_err'))} |")
     out.append("")
     ops = [r for r in rows if "op" in r]

@@ -106,6 +106,7 @@ fn ops(device: &Device, rng: &mut Rng, reps: usize, flash_planes: u8, split_k: u
     if !attention_only {
         rows.push(("matmul 1024²".into(), "tensor.matmul".into(), time_op(device, reps, || a.clone().matmul(b.clone()))));
         conv_rows(device, rng, reps, &mut rows);
+        norm_rows(device, rng, reps, &mut rows);
     }
     attention_rows(device, rng, reps, flash_planes, opt);
     for (op, kernel, timing) in rows {
@@ -128,11 +129,33 @@ fn conv_rows(device: &Device, rng: &mut Rng, reps: usize, rows: &mut Vec<(String
     // its im2col matrix alone: the views of the padded input stacked, and the one-launch kernel
     let cols = |m: Tensor<3>| m.unsqueeze::<4>();
     let pad = || x.clone().pad([(1, 1), (1, 1)], burn::tensor::ops::PadMode::Constant(0.0));
-    rows.push(("im2col 320ch 64² 3×3".into(), "views".into(), time_op(device, reps, || cols(stacked_columns(&pad(), 3, 3, 0, 64, 64)))));
+    rows.push(("im2col 320ch 64² 3×3".into(), "views".into(), time_op(device, reps, || cols(stacked_columns(&pad(), 3, 3, 0, 64, 64).expect("views")))));
     if let Some(m) = stylus_diffusion::gpu::im2col(&x, 3, 3, 1, 1, 0, 64, 64) {
-        assert_eq!(to_vec(m).expect("read"), to_vec(stacked_columns(&pad(), 3, 3, 0, 64, 64)).expect("read"), "im2col kernel");
+        assert_eq!(to_vec(m).expect("read"), to_vec(stacked_columns(&pad(), 3, 3, 0, 64, 64).expect("views")).expect("read"), "im2col kernel");
         let kernel = || cols(stylus_diffusion::gpu::im2col(&x, 3, 3, 1, 1, 0, 64, 64).expect("im2col"));
         rows.push(("im2col 320ch 64² 3×3".into(), "kernel".into(), time_op(device, reps, kernel)));
+    }
+}
+
+/// The UNet's norms at 64² latents, CFG batch 2: GroupNorm(32) + SiLU of `[2, 320, 64, 64]` (the
+/// resnets') and LayerNorm of `[2, 4096, 320]` (the transformers'), as burn's ops and (on wgpu)
+/// in one launch (`gpu/norm.rs`).
+fn norm_rows(device: &Device, rng: &mut Rng, reps: usize, rows: &mut Vec<(String, String, (f64, f64))>) {
+    use stylus_diffusion::nn::{silu, GroupNorm, LayerNorm};
+    let x = from_vec(rng.fill(2 * 320 * 64 * 64, 1.0), [2, 320, 64, 64], device).expect("x");
+    let param = |rng: &mut Rng| from_vec(rng.fill(320, 1.0), [320], device).expect("param");
+    let gn = GroupNorm::new(param(rng), param(rng), 32, 1e-5).expect("group norm");
+    let label = "group norm + silu [2,320,64,64]";
+    rows.push((label.into(), "ops".into(), time_op(device, reps, || silu(gn.forward_ops(x.clone())))));
+    if stylus_diffusion::gpu::on_cube(&x) {
+        rows.push((label.into(), "kernel".into(), time_op(device, reps, || gn.forward_silu(x.clone()))));
+    }
+    let tokens: Tensor<3> = from_vec(rng.fill(2 * 4096 * 320, 1.0), [2, 4096, 320], device).expect("tokens");
+    let ln = LayerNorm::new(param(rng), param(rng), 1e-5);
+    let label = "layer norm [2,4096,320]";
+    rows.push((label.into(), "ops".into(), time_op(device, reps, || ln.forward_ops(tokens.clone()).unsqueeze::<4>())));
+    if stylus_diffusion::gpu::on_cube(&x) {
+        rows.push((label.into(), "kernel".into(), time_op(device, reps, || ln.forward(tokens.clone()).unsqueeze::<4>())));
     }
 }
 

@@ -1,7 +1,7 @@
 //! Kernel choices for the two ops a UNet step spends its time in: how a Conv2d runs (burn's
-//! `conv2d`, or as a GEMM: a 1×1 conv is a matmul, a k×k conv a matmul over an im2col matrix
-//! built from k² shifted views of the padded input, tiled over output rows so that no column matrix
-//! exceeds [`COLS_BUDGET_BYTES`]). The choice is process-wide ([`set_conv_kernel`]), measured by
+//! `conv2d`, or as a GEMM: a 1×1 conv is a matmul, a k×k conv a matmul over an im2col matrix,
+//! one launch on the cube backend (`gpu/im2col.rs`) and elsewhere k² shifted views of the padded
+//! input stacked, tiled over output rows so that no column matrix exceeds [`COLS_BUDGET_BYTES`]). The choice is process-wide ([`set_conv_kernel`]), measured by
 //! `benches/unet_step.rs --conv`: GEMM is the default, faster on every backend measured (full-size
 //! UNet step, BENCHMARKS.md: 2.4× on an H200 through wgpu, 2× on lavapipe, 4–12% on burn-flex).
 //! im2col is the textbook lowering (Chellapilla et al. 2006, "High performance convolutional neural
@@ -80,7 +80,7 @@ fn conv2d_gemm_within(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, 
     }
     let (oh, ow) = (hp - kh + 1, wp - kw + 1);
     let k = c * kh * kw;
-    let wm = weight.reshape([1, co, k]);
+    let wm = weight.clone().reshape([1, co, k]);
     let y = if kh == 1 && kw == 1 && pt + pb + pl + pr == 0 {
         crate::gpu::matmul(wm, x.reshape([n, c, h * w])).reshape([n, co, oh, ow])
     } else {
@@ -93,10 +93,13 @@ fn conv2d_gemm_within(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, 
         while r0 < oh {
             let len = rows.min(oh - r0);
             // one launch on the cube backend, else k² shifted views of the padded input stacked
-            let cols = crate::gpu::im2col(&x, kh, kw, pt, pl, r0, len, ow).unwrap_or_else(|| {
+            let cols = crate::gpu::im2col(&x, kh, kw, pt, pl, r0, len, ow).or_else(|| {
                 let xp = xp.get_or_insert_with(|| if pt + pb + pl + pr == 0 { x.clone() } else { x.clone().pad([(pt, pb), (pl, pr)], PadMode::Constant(0.0)) });
                 stacked_columns(xp, kh, kw, r0, len, ow)
             });
+            let Some(cols) = cols else {
+                return conv2d(x, weight, bias, opts);
+            };
             tiles.push(crate::gpu::matmul(wm.clone(), cols).reshape([n, co, len, ow]));
             r0 += len;
         }
@@ -114,9 +117,12 @@ fn conv2d_gemm_within(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, 
 
 /// The im2col matrix `[n, c·kh·kw, len·ow]` of output rows `r0..r0 + len` from the padded input
 /// `xp` `[n, c, hp, wp]`: its k² shifted views stacked (what [`conv2d_gemm`] builds where
-/// `crate::gpu::im2col` declines).
-pub fn stacked_columns(xp: &Tensor<4>, kh: usize, kw: usize, r0: usize, len: usize, ow: usize) -> Tensor<3> {
-    let [n, c, _, _] = xp.dims();
+/// `crate::gpu::im2col` declines); `None` where the rows or columns fall outside `xp`.
+pub fn stacked_columns(xp: &Tensor<4>, kh: usize, kw: usize, r0: usize, len: usize, ow: usize) -> Option<Tensor<3>> {
+    let [n, c, hp, wp] = xp.dims();
+    if kh == 0 || kw == 0 || len == 0 || ow == 0 || r0 + len + kh - 1 > hp || ow + kw - 1 > wp {
+        return None;
+    }
     let band = xp.clone().narrow(2, r0, len + kh - 1);
     let mut shifted = Vec::with_capacity(kh * kw);
     for dy in 0..kh {
@@ -125,7 +131,7 @@ pub fn stacked_columns(xp: &Tensor<4>, kh: usize, kw: usize, r0: usize, len: usi
         }
     }
     // [n, c, kh·kw, len, ow] → [n, c·kh·kw, len·ow]: the weight's [co, c, kh, kw] order.
-    Tensor::stack::<5>(shifted, 2).reshape([n, c * kh * kw, len * ow])
+    Some(Tensor::stack::<5>(shifted, 2).reshape([n, c * kh * kw, len * ow]))
 }
 
 #[cfg(test)]
@@ -165,14 +171,17 @@ mod tests {
 
     /// The one-launch im2col of the cube backend (`gpu/im2col.rs`) equals the stacked views of the
     /// padded input: symmetric, asymmetric and no padding, 1×1 to 3×3, bands starting inside the
-    /// output, a strided (permuted) input, f16 storage. Off the cube backend it declines.
+    /// output, a strided (permuted) input, f16 storage, a matrix whose workgroups need a 2-d grid.
+    /// Off the cube backend it declines.
     #[test]
     fn im2col_kernel_equals_the_views() {
         use burn::tensor::FloatDType;
         let dev = crate::device_from_env().unwrap();
         // (n, c, h, w, kh, kw, [(pt, pb), (pl, pr)], r0, len)
         type Case = (usize, usize, usize, usize, usize, usize, [(usize, usize); 2], usize, usize);
-        let cases: [Case; 5] = [
+        let cases: [Case; 6] = [
+            // 18·1000² = 18 M elements: more workgroups of 256 than a grid row's 65,535
+            (1, 2, 1000, 1000, 3, 3, [(1, 1), (1, 1)], 0, 1000),
             (2, 3, 7, 6, 3, 3, [(1, 1), (1, 1)], 0, 7),
             (1, 4, 9, 5, 3, 3, [(1, 1), (1, 1)], 4, 3),
             (2, 2, 6, 8, 3, 2, [(0, 1), (2, 0)], 1, 4),
@@ -185,7 +194,7 @@ mod tests {
             // a permuted view: [n, h, w, c] data read as [n, c, h, w]
             let x = from_vec(pseudo(n * c * h * w, 20 + i as u32), [n, h, w, c], &dev).unwrap().permute([0, 3, 1, 2]);
             let xp = x.clone().pad([(pt, pb), (pl, pr)], PadMode::Constant(0.0));
-            let want = to_vec(stacked_columns(&xp, kh, kw, r0, len, ow)).unwrap();
+            let want = to_vec(stacked_columns(&xp, kh, kw, r0, len, ow).expect("in range")).unwrap();
             let Some(got) = crate::gpu::im2col(&x, kh, kw, pt, pl, r0, len, ow) else {
                 assert!(!crate::gpu::on_cube(&x), "case {i}: the kernel declined on the cube backend");
                 continue;

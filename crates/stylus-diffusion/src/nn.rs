@@ -72,7 +72,8 @@ impl Conv2d {
     }
 }
 
-/// `nn.GroupNorm(groups, C, eps, affine=True)` over `[B, C, H, W]`, two-pass mean/variance.
+/// `nn.GroupNorm(groups, C, eps, affine=True)` over `[B, C, H, W]`, two-pass mean/variance (one
+/// launch on the cube backend, `gpu/norm.rs`).
 #[derive(Debug, Clone)]
 pub struct GroupNorm {
     pub weight: Tensor<1>,
@@ -82,6 +83,15 @@ pub struct GroupNorm {
 }
 
 impl GroupNorm {
+    /// From its parameters (`weight`, `bias` `[C]`, `C` divisible into `groups`).
+    pub fn new(weight: Tensor<1>, bias: Tensor<1>, groups: usize, eps: f64) -> Result<Self> {
+        let [c] = weight.dims();
+        if groups == 0 || !c.is_multiple_of(groups) || bias.dims() != [c] {
+            return Err(Error::Request(format!("GroupNorm: {c} channels ({:?} biases) do not divide into {groups} groups", bias.dims())));
+        }
+        Ok(GroupNorm { weight, bias, groups, eps })
+    }
+
     pub fn load(ld: &mut Loader<'_>, path: &str, groups: usize, c: usize, eps: f64) -> Result<Self> {
         if groups == 0 || !c.is_multiple_of(groups) {
             return Err(Error::Request(format!("GroupNorm `{path}`: {c} channels are not divisible into {groups} groups")));
@@ -92,6 +102,17 @@ impl GroupNorm {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        crate::gpu::group_norm(&x, &self.weight, &self.bias, self.groups, self.eps, false).unwrap_or_else(|| self.forward_ops(x))
+    }
+
+    /// `silu(self.forward(x))`, one launch on the cube backend.
+    pub fn forward_silu(&self, x: Tensor<4>) -> Tensor<4> {
+        crate::gpu::group_norm(&x, &self.weight, &self.bias, self.groups, self.eps, true).unwrap_or_else(|| silu(self.forward_ops(x)))
+    }
+
+    /// The definition in burn's tensor ops (every backend; on the cube backend where `gpu/norm.rs`
+    /// declines: a non-contiguous input).
+    pub fn forward_ops(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
         let g = self.groups;
         let xg = x.reshape([b, g, (c / g) * h * w]);
@@ -103,7 +124,7 @@ impl GroupNorm {
     }
 }
 
-/// `nn.LayerNorm(C, eps)` over the last dimension.
+/// `nn.LayerNorm(C, eps)` over the last dimension (one launch on the cube backend, `gpu/norm.rs`).
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
     pub weight: Tensor<1>,
@@ -112,6 +133,11 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
+    /// From its parameters (`weight`, `bias` of the normalised dim's size).
+    pub fn new(weight: Tensor<1>, bias: Tensor<1>, eps: f64) -> Self {
+        LayerNorm { weight, bias, eps }
+    }
+
     pub fn load(ld: &mut Loader<'_>, path: &str, c: usize, eps: f64) -> Result<Self> {
         let weight = ld.take::<1>(&format!("{path}.weight"), [c])?;
         let bias = ld.take::<1>(&format!("{path}.bias"), [c])?;
@@ -119,6 +145,11 @@ impl LayerNorm {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        crate::gpu::layer_norm(&x, &self.weight, &self.bias, self.eps).unwrap_or_else(|| self.forward_ops(x))
+    }
+
+    /// burn's `layer_norm` (every backend; on the cube backend where `gpu/norm.rs` declines).
+    pub fn forward_ops<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         layer_norm(x, self.weight.clone(), Some(self.bias.clone()), self.eps)
     }
 }

@@ -9,7 +9,7 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::Tensor;
 
 use crate::load::Loader;
-use crate::nn::{silu, Conv2d, GroupNorm, Linear};
+use crate::nn::{Conv2d, GroupNorm, Linear};
 use crate::Result;
 
 /// GroupNorm settings of a network: groups and epsilon.
@@ -45,13 +45,13 @@ impl ResnetBlock2D {
 
     /// `x` `[B, Cin, H, W]`; `temb_act` = SiLU(time embedding) `[B, T]` for UNet blocks.
     pub fn forward(&self, x: Tensor<4>, temb_act: Option<&Tensor<2>>) -> Tensor<4> {
-        let mut h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+        let mut h = self.conv1.forward(self.norm1.forward_silu(x.clone()));
         if let (Some(proj), Some(t)) = (&self.time_emb_proj, temb_act) {
             let t = proj.forward(t.clone());
             let [b, c] = t.dims();
             h = h + t.reshape([b, c, 1, 1]);
         }
-        let h = self.conv2.forward(silu(self.norm2.forward(h)));
+        let h = self.conv2.forward(self.norm2.forward_silu(h));
         let shortcut = match &self.conv_shortcut {
             Some(conv) => conv.forward(x),
             None => x,

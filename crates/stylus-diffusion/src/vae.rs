@@ -9,7 +9,7 @@ use stylus_sd::{Component, VaeConfig};
 
 use crate::attention::{multi_head_attention, AttentionConfig};
 use crate::load::Loader;
-use crate::nn::{silu, Conv2d, GroupNorm, Linear};
+use crate::nn::{Conv2d, GroupNorm, Linear};
 use crate::resnet::{Downsample2D, Norm, ResnetBlock2D, Upsample2D};
 use crate::unet::attention::Dropout;
 use crate::{Error, Result};
@@ -202,7 +202,7 @@ impl AutoencoderKL {
                 x = u.forward(x, None);
             }
         }
-        Ok(d.conv_out.forward(silu(d.conv_norm_out.forward(x))))
+        Ok(d.conv_out.forward(d.conv_norm_out.forward_silu(x)))
     }
 
     /// Image `[B, 3, H, W]` in [-1, 1] (H, W multiples of 8) → (mean, logvar) `[B, latent_channels, H/8, W/8]`.
@@ -231,7 +231,7 @@ impl AutoencoderKL {
             }
         }
         let x = e.mid_block.forward(x, attn);
-        let moments = quant_conv.forward(e.conv_out.forward(silu(e.conv_norm_out.forward(x))));
+        let moments = quant_conv.forward(e.conv_out.forward(e.conv_norm_out.forward_silu(x)));
         let lat = self.cfg.latent_channels;
         let mean = moments.clone().narrow(1, 0, lat);
         let logvar = moments.narrow(1, lat, lat).clamp(-30.0, 20.0);

@@ -63,20 +63,24 @@ mod kernel {
 /// The im2col matrix `[n, c·kh·kw, len·ow]` of `x` `[n, c, h, w]` for a stride-1, dilation-1
 /// `kh×kw` convolution padded by `pt` rows on top and `pl` columns on the left, over output rows
 /// `r0..r0 + len` of width `ow`; rows `(c, dy, dx)` in the weight's `[co, c, kh, kw]` order.
-/// `None` where `x` is not on the cube backend or not a float it takes, or a size is empty.
+/// `None` where `x` is not on the cube backend or not a float it takes, a size is empty, or the
+/// matrix needs more than 65,535² workgroups.
 #[allow(clippy::too_many_arguments)]
 pub fn im2col(x: &Tensor<4>, kh: usize, kw: usize, pt: usize, pl: usize, r0: usize, len: usize, ow: usize) -> Option<Tensor<3>> {
     let px = primitive(x)?;
-    let [n, c, _, _] = x.dims();
+    let [n, c, h, w] = x.dims();
     let (rows, positions) = (c * kh * kw, len * ow);
     let total = n * rows * positions;
-    if !float_ok(px.dtype) || total == 0 || u32::try_from(r0 + len).is_err() || u32::try_from(ow).is_err() {
+    if !float_ok(px.dtype) || total == 0 || h == 0 || w == 0 || u32::try_from(r0 + len).is_err() || u32::try_from(ow).is_err() {
         return None;
     }
     let client = px.client.clone();
     let out = empty_device_contiguous_dtype(client.clone(), px.device.clone(), [n, rows, positions].into(), px.dtype);
     let groups = total.div_ceil(UNITS);
     let (gx, gy) = (groups.min(MAX_GROUPS_X), groups.div_ceil(MAX_GROUPS_X));
+    if gy > MAX_GROUPS_X {
+        return None;
+    }
     let dtype = px.dtype;
     kernel::im2col::launch(
         &client,

@@ -1,13 +1,17 @@
 //! Kernel choices on burn's cubecl backend (wgpu: Vulkan/Metal/DX12 natively, WebGPU in the
 //! browser), reached through burn's extension API (`Tensor::try_into_primitive::<CubeBackend>`):
-//! which `cubek` matmul routine the engine's GEMMs run (linears, GEMM convolutions, explicit
-//! attention), and cubek's flash attention (Dao et al. 2022, "FlashAttention": online softmax over
-//! key blocks, no score matrix) instead of burn's fallback (scores materialised, separate kernels).
-//! burn 0.22.1 without `autotune` runs every matmul with one routine (`SimpleUnit`, largest tile)
-//! and attention as the fallback; autotune is off in the engine (its first calls cost seconds to
-//! tens of seconds each, BENCHMARKS.md). The routine is process-wide ([`set_gpu_matmul`]), measured
-//! per shape on a lent GPU by `benches/unet_step.rs --ops`; the default, [`GpuMatmul::Auto`], takes
-//! cubek's `Gemm` for small outputs (the UNet's low resolutions) and burn's routine elsewhere.
+//! which matmul routine the engine's GEMMs run (linears, GEMM convolutions, explicit attention:
+//! one of `cubek`'s, or the engine's own register-blocked kernel of `tiled.rs`, opt-in), split-k
+//! for GEMMs with few output tiles (opt-in, [`set_split_k_tiles`]), and the engine's own kernels
+//! for what burn runs as several: the fused attention of `rows.rs`, a convolution's im2col matrix
+//! in one launch (`im2col.rs`), GroupNorm (± SiLU) and LayerNorm in one launch (`norm.rs`); and
+//! cubek's flash attention (Dao et al. 2022, "FlashAttention": online softmax over key blocks, no
+//! score matrix). burn 0.22.1 without `autotune` runs every matmul with one routine (`SimpleUnit`,
+//! largest tile) and attention as the fallback; autotune is off in the engine (its first calls cost
+//! seconds to tens of seconds each, BENCHMARKS.md). The routine is process-wide
+//! ([`set_gpu_matmul`]), measured per shape on a lent GPU by `benches/unet_step.rs --ops`; the
+//! default, [`GpuMatmul::Auto`], takes cubek's `Gemm` for small outputs (the UNet's low
+//! resolutions) and burn's routine elsewhere.
 //! Attention on the cube backend defaults to the fused kernel of `rows.rs` ([`fused_attention`]:
 //! one launch, online softmax, no score matrix, nothing WebGPU lacks; 2.3× faster than the
 //! explicit attention on lavapipe, not yet timed on a GPU). cubek's
@@ -25,7 +29,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use burn::tensor::module::linear as backend_linear;
 use burn::tensor::Tensor;
 
-/// Which cubek routine [`matmul`] launches on the cube backend.
+/// Which routine [`matmul`] launches on the cube backend (cubek's, or the engine's `Tiled`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GpuMatmul {
     /// burn's own `matmul` (cubek `Auto`: `SimpleUnit` with the largest tile when there is no
@@ -174,40 +178,59 @@ pub fn matmul<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>) -> Tensor<D> {
     matmul_with(lhs, rhs, gpu_matmul())
 }
 
-/// [`matmul`] with an explicit routine; `k` split per [`split_k`] where that is on.
+/// [`matmul`] with an explicit routine (`Auto` resolved on the whole problem); `k` split per
+/// [`split_k`] where that is on.
 pub fn matmul_with<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>, kind: GpuMatmul) -> Tensor<D> {
-    match split_batches(&lhs, &rhs) {
-        // split-k reshapes each side's batch to one dim: a batch of 1 or the output's only
-        Some((ba, bb, out)) if cube::is_cube(&lhs) && (ba == 1 || bb == 1 || ba == bb) => {
-            let [m, k, n] = [lhs.dims()[D - 2], lhs.dims()[D - 1], rhs.dims()[D - 1]];
-            match split_k(ba.max(bb), m, k, n) {
-                1 => matmul_once(lhs, rhs, kind),
-                s => {
-                    // [ba, m, k] → [ba, s, m, k/s] (a strided view), [bb, k, n] → [bb, s, k/s, n]
-                    let l = lhs.reshape([ba, m, s, k / s]).swap_dims(1, 2);
-                    let r = rhs.reshape([bb, s, k / s, n]);
-                    matmul_once(l, r, kind).sum_dim(1).reshape(out)
-                }
-            }
+    let kind = match kind {
+        GpuMatmul::Auto => {
+            let (a, b) = (lhs.dims(), rhs.dims());
+            let batch: usize = (0..D.saturating_sub(2)).map(|i| a[i].max(b[i])).product();
+            auto_routine(batch * a[D - 2] * b[D - 1], a[D - 1])
         }
-        _ => matmul_once(lhs, rhs, kind),
+        k => k,
+    };
+    match split_matmul(&lhs, &rhs, kind) {
+        Some(y) => y,
+        None => matmul_once(lhs, rhs, kind),
     }
+}
+
+/// `lhs · rhs` as [`split_k`] slices of `k` with `kind` (one batched launch, summed after);
+/// `None` where the problem does not split (split-k off, enough tiles already, a `k` it does not
+/// divide, batches that do not flatten to one dim each) or is not on the cube backend.
+fn split_matmul<const D: usize>(lhs: &Tensor<D>, rhs: &Tensor<D>, kind: GpuMatmul) -> Option<Tensor<D>> {
+    let (ba, bb, out) = split_batches(lhs, rhs)?;
+    // the slices reshape each side's batch to one dim: a batch of 1 or the output's only
+    if !cube::is_cube(lhs) || !(ba == 1 || bb == 1 || ba == bb) {
+        return None;
+    }
+    let [m, k, n] = [lhs.dims()[D - 2], lhs.dims()[D - 1], rhs.dims()[D - 1]];
+    let s = split_k(ba.max(bb), m, k, n);
+    if s < 2 {
+        return None;
+    }
+    // [ba, m, k] → [ba, s, m, k/s] (a strided view), [bb, k, n] → [bb, s, k/s, n]
+    let l = lhs.clone().reshape([ba, m, s, k / s]).swap_dims(1, 2);
+    let r = rhs.clone().reshape([bb, s, k / s, n]);
+    Some(matmul_once(l, r, kind).sum_dim(1).reshape(out))
 }
 
 static SPLIT_K: AtomicUsize = AtomicUsize::new(0);
 
 /// Output tile (rows and columns) by which [`split_k`] counts a GEMM's workgroups.
 const SPLIT_TILE: usize = 64;
-/// Shortest slice of `k` a split leaves, and most slices.
+/// Shortest slice of `k` a split leaves.
 const SPLIT_MIN_K: usize = 256;
+/// Most slices.
 const SPLIT_MAX: usize = 16;
 
 /// Turns on split-k for the cube backend's GEMMs (0, the default: off): a GEMM whose output has
 /// fewer than `target` tiles of 64×64 (batch included) runs as `s` GEMMs over slices of `k`, one
 /// batched launch, summed after. The UNet's low-resolution convolutions have few output tiles and a
 /// long `k` (1280×11520·11520×256 at 16²: 160 tiles, k = 11520), which the unit routines walk with
-/// a few workgroups while most of a large GPU idles (1.3–1.6 TFLOP/s on an H200 against 5.7 at
-/// 64²). Not yet measured on a GPU (`benches/gpu/`, `PLAN=next`), so off by default.
+/// a few workgroups while most of a large GPU idles (0.8–1.6 TFLOP/s on an H200 against 5.7 at
+/// 64²). The routine is chosen on the whole problem ([`GpuMatmul::Auto`] as without the split).
+/// Not yet measured on a GPU (`benches/gpu/`, `PLAN=next`), so off by default.
 pub fn set_split_k_tiles(target: usize) {
     SPLIT_K.store(target, Ordering::Relaxed);
 }
@@ -222,6 +245,9 @@ pub fn split_k(batch: usize, m: usize, k: usize, n: usize) -> usize {
 /// [`split_k`] for a target of `target` tiles (0: off).
 pub fn split_k_with(target: usize, batch: usize, m: usize, k: usize, n: usize) -> usize {
     let tiles = batch * m.div_ceil(SPLIT_TILE) * n.div_ceil(SPLIT_TILE);
+    if tiles == 0 {
+        return 1;
+    }
     let mut s = 1;
     while tiles * s < target && s < SPLIT_MAX && k.is_multiple_of(2 * s) && k / (2 * s) >= SPLIT_MIN_K {
         s *= 2;
@@ -250,16 +276,8 @@ fn split_batches<const D: usize>(lhs: &Tensor<D>, rhs: &Tensor<D>) -> Option<(us
     Some((flat(a)?, flat(b)?, out))
 }
 
-/// One launch of `kind` (no split).
+/// One launch of `kind` (no split; `Auto` already resolved by [`matmul_with`]).
 fn matmul_once<const D: usize>(lhs: Tensor<D>, rhs: Tensor<D>, kind: GpuMatmul) -> Tensor<D> {
-    let kind = match kind {
-        GpuMatmul::Auto => {
-            let (a, b) = (lhs.dims(), rhs.dims());
-            let batch: usize = (0..D.saturating_sub(2)).map(|i| a[i].max(b[i])).product();
-            auto_routine(batch * a[D - 2] * b[D - 1], a[D - 1])
-        }
-        k => k,
-    };
     if kind == GpuMatmul::Tiled {
         if let Some(y) = tiled_matmul(&lhs, &rhs) {
             return y;
@@ -355,6 +373,18 @@ pub fn im2col(x: &Tensor<4>, kh: usize, kw: usize, pt: usize, pl: usize, r0: usi
     im2col::im2col(x, kh, kw, pt, pl, r0, len, ow)
 }
 
+/// `GroupNorm(groups, eps)` of `x` `[B, C, H, W]` with per-channel `weight`/`bias`, then SiLU
+/// where `silu`, in one launch (`norm.rs`); `None` off the cube backend or for a non-contiguous `x`.
+pub fn group_norm(x: &Tensor<4>, weight: &Tensor<1>, bias: &Tensor<1>, groups: usize, eps: f64, silu: bool) -> Option<Tensor<4>> {
+    norm::group_norm(x, weight, bias, groups, eps, silu)
+}
+
+/// `LayerNorm(eps)` of `x` over its last dim in one launch (`norm.rs`); `None` off the cube
+/// backend or for a non-contiguous `x`.
+pub fn layer_norm<const D: usize>(x: &Tensor<D>, weight: &Tensor<1>, bias: &Tensor<1>, eps: f64) -> Option<Tensor<D>> {
+    norm::layer_norm(x, weight, bias, eps)
+}
+
 /// Whether `t`'s adapter runs `t`'s dtype on tensor cores (the `*Cmma` routines of [`GpuMatmul`]).
 pub fn tensor_cores<const D: usize>(t: &Tensor<D>) -> bool {
     cube::tensor_cores(t)
@@ -364,6 +394,8 @@ pub fn tensor_cores<const D: usize>(t: &Tensor<D>) -> bool {
 mod cube;
 #[cfg(feature = "wgpu")]
 mod im2col;
+#[cfg(feature = "wgpu")]
+mod norm;
 #[cfg(feature = "wgpu")]
 mod rows;
 #[cfg(feature = "wgpu")]
@@ -402,6 +434,19 @@ mod im2col {
 
     #[allow(clippy::too_many_arguments)]
     pub fn im2col(_: &Tensor<4>, _: usize, _: usize, _: usize, _: usize, _: usize, _: usize, _: usize) -> Option<Tensor<3>> {
+        None
+    }
+}
+
+#[cfg(not(feature = "wgpu"))]
+mod norm {
+    use burn::tensor::Tensor;
+
+    pub fn group_norm(_: &Tensor<4>, _: &Tensor<1>, _: &Tensor<1>, _: usize, _: f64, _: bool) -> Option<Tensor<4>> {
+        None
+    }
+
+    pub fn layer_norm<const D: usize>(_: &Tensor<D>, _: &Tensor<1>, _: &Tensor<1>, _: f64) -> Option<Tensor<D>> {
         None
     }
 }

@@ -259,7 +259,7 @@ fn split_k_rule() {
 
 /// With split-k on, every routine still computes the product (the weight broadcast over the
 /// batch as the convolutions run it, broadcast on the other side, equal batches, a 4-d batch, a
-/// strided operand); on wgpu the split must really happen.
+/// strided operand, f16 storage); on wgpu the split must really happen.
 #[test]
 fn split_k_matches_the_definition() {
     let dev = crate::device_from_env().unwrap();
@@ -271,6 +271,7 @@ fn split_k_matches_the_definition() {
         let a = from_vec(av, [ba, m, k], &dev).unwrap();
         let b = from_vec(bv, [bb, k, n], &dev).unwrap();
         assert_eq!(split_batches(&a, &b).map(|(x, y, _)| (x, y)), Some((ba, bb)));
+        assert_eq!(split_matmul(&a, &b, GpuMatmul::SimpleUnitMin).is_some(), cube::is_cube(&a), "{dims:?}: split where on wgpu");
         for kind in routines(&a) {
             let got = matmul_with(a.clone(), b.clone(), kind);
             assert_eq!(got.dims(), [ba.max(bb), m, n]);
@@ -282,6 +283,12 @@ fn split_k_matches_the_definition() {
         let b4 = b.clone().swap_dims(1, 2).reshape([1, bb, n, k]).swap_dims(2, 3).reshape([1, bb, k, n]);
         let err = max_diff(&to_vec(matmul(a4, b4)).unwrap(), &want);
         assert!(err <= 1e-4 * k as f32, "4-d {dims:?}: {err}");
+        // f16 storage: the slices' partial sums are rounded to f16 before they are added
+        use burn::tensor::FloatDType;
+        let half = matmul(a.clone().cast(FloatDType::F16), b.clone().cast(FloatDType::F16));
+        assert_eq!(half.dtype(), burn::tensor::DType::F16);
+        let err = max_diff(&to_vec(half.cast(FloatDType::F32)).unwrap(), &want);
+        assert!(err <= 2e-3 * k as f32, "f16 {dims:?}: {err}");
     }
     // a side broadcasting on some batch dims only does not flatten: no split, still right
     let a = from_vec(pseudo(2 * 4 * 512, 23), [2, 1, 4, 512], &dev).unwrap();
@@ -335,4 +342,55 @@ fn tiled_matmul_matches_the_definition() {
     assert_eq!(got.dims(), [3, 2, m, n]);
     let err = max_diff(&to_vec(got).unwrap(), &want);
     assert!(err <= 1e-4 * k as f32, "repeated batches: {err}");
+}
+
+/// The one-launch GroupNorm (± SiLU) and LayerNorm (`norm.rs`) equal the layers' definitions in
+/// burn ops: segments shorter than, equal to and many times the workgroup (64 and 256 units),
+/// inputs far from zero mean (the variance's two passes), more segments than a grid row holds
+/// (65,535), f16 storage; a permuted input is declined (and the layer still right). On wgpu the
+/// kernels must run.
+#[test]
+fn norm_kernels_match_the_ops() {
+    use crate::nn::{silu, GroupNorm, LayerNorm};
+    use burn::tensor::FloatDType;
+    let dev = crate::device_from_env().unwrap();
+    let close = |got: Tensor<4>, want: Tensor<4>, what: &str| {
+        let (g, w) = (to_vec(got).unwrap(), to_vec(want).unwrap());
+        let err = max_diff(&g, &w);
+        assert!(err <= 2e-5 * w.iter().fold(1.0f32, |m, v| m.max(v.abs())), "{what}: {err}");
+    };
+    for (i, &(b, c, h, w, groups)) in [(2, 12, 5, 7, 3), (1, 64, 16, 16, 8), (1, 32, 32, 32, 4), (1, 4, 8, 8, 4)].iter().enumerate() {
+        let x = from_vec(pseudo(b * c * h * w, 40 + i as u32).into_iter().map(|v| 5.0 + 3.0 * v).collect(), [b, c, h, w], &dev).unwrap();
+        let norm = GroupNorm::new(from_vec(pseudo(c, 50), [c], &dev).unwrap(), from_vec(pseudo(c, 51), [c], &dev).unwrap(), groups, 1e-5).unwrap();
+        if cube::is_cube(&x) {
+            assert!(group_norm(&x, &norm.weight, &norm.bias, groups, 1e-5, true).is_some(), "group norm ran");
+        }
+        close(norm.forward(x.clone()), norm.forward_ops(x.clone()), &format!("group norm {i}"));
+        close(norm.forward_silu(x.clone()), silu(norm.forward_ops(x.clone())), &format!("group norm + silu {i}"));
+        let xt = x.clone().permute([0, 1, 3, 2]);
+        if cube::is_cube(&x) {
+            assert!(group_norm(&xt, &norm.weight, &norm.bias, groups, 1e-5, false).is_none(), "a permuted input is declined");
+        }
+        close(norm.forward(xt.clone()), norm.forward_ops(xt), &format!("group norm, permuted {i}"));
+        // an f16 model: its parameters in f16 too
+        let f16 = |t: &Tensor<1>| t.clone().cast(FloatDType::F16);
+        let norm16 = GroupNorm::new(f16(&norm.weight), f16(&norm.bias), groups, 1e-5).unwrap();
+        let x16 = x.clone().cast(FloatDType::F16);
+        if cube::is_cube(&x) {
+            assert!(group_norm(&x16, &norm16.weight, &norm16.bias, groups, 1e-5, false).is_some(), "group norm ran in f16");
+        }
+        let half = norm16.forward(x16);
+        assert_eq!(half.dtype(), burn::tensor::DType::F16);
+        let err = max_diff(&to_vec(half.cast(FloatDType::F32)).unwrap(), &to_vec(norm.forward_ops(x)).unwrap());
+        assert!(err <= 1e-2, "group norm f16 {i}: {err}");
+    }
+    for (i, &(rows, c)) in [(2 * 77, 40), (3, 320), (70_000, 4)].iter().enumerate() {
+        let x = from_vec(pseudo(rows * c, 60 + i as u32).into_iter().map(|v| 2.0 * v - 7.0).collect(), [1, rows, c], &dev).unwrap();
+        let norm = LayerNorm::new(from_vec(pseudo(c, 61), [c], &dev).unwrap(), from_vec(pseudo(c, 62), [c], &dev).unwrap(), 1e-5);
+        if cube::is_cube(&x) {
+            assert!(layer_norm(&x, &norm.weight, &norm.bias, 1e-5).is_some(), "layer norm ran");
+        }
+        let four = |t: Tensor<3>| t.unsqueeze::<4>();
+        close(four(norm.forward(x.clone())), four(norm.forward_ops(x)), &format!("layer norm {i}"));
+    }
 }

@@ -33,10 +33,14 @@ pub struct Tile {
 }
 
 impl Tile {
-    /// Whether the tile has [`UNITS`] units and each stages at most one vector of A and one of B
+    /// Whether the tile divides into [`UNITS`] units of `tm × tn` and each stages at most one vector of A and one of B
     /// per step of k, within WebGPU's 16 KiB of workgroup memory.
     pub fn fits(self) -> bool {
-        (self.bm / self.tm) * (self.bn / self.tn) == UNITS
+        self.tm > 0
+            && self.tn > 0
+            && self.bm.is_multiple_of(self.tm)
+            && self.bn.is_multiple_of(self.tn)
+            && (self.bm / self.tm) * (self.bn / self.tn) == UNITS
             && self.bm * BK / 4 <= UNITS
             && self.bn * BK / 4 <= UNITS
             && self.tn.is_multiple_of(4)

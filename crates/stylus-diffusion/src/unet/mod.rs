@@ -133,7 +133,7 @@ impl UNet2DConditionModel {
         for block in &self.up_blocks {
             x = block.forward(x, &inp, &mut skips);
         }
-        Ok(self.conv_out.forward(silu(self.conv_norm_out.forward(x))))
+        Ok(self.conv_out.forward(self.conv_norm_out.forward_silu(x)))
     }
 }
 
