@@ -85,9 +85,12 @@ pub struct GroupNorm {
 impl GroupNorm {
     /// From its parameters (`weight`, `bias` `[C]`, `C` divisible into `groups`).
     pub fn new(weight: Tensor<1>, bias: Tensor<1>, groups: usize, eps: f64) -> Result<Self> {
-        let [c] = weight.dims();
-        if groups == 0 || !c.is_multiple_of(groups) || bias.dims() != [c] {
-            return Err(Error::Request(format!("GroupNorm: {c} channels ({:?} biases) do not divide into {groups} groups", bias.dims())));
+        let ([c], [cb]) = (weight.dims(), bias.dims());
+        if groups == 0 || !c.is_multiple_of(groups) {
+            return Err(Error::Request(format!("GroupNorm: {c} channels are not divisible into {groups} groups")));
+        }
+        if cb != c {
+            return Err(Error::Request(format!("GroupNorm: {c} weights but {cb} biases")));
         }
         Ok(GroupNorm { weight, bias, groups, eps })
     }
@@ -220,4 +223,20 @@ pub fn from_vec<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &bu
     }
     UPLOADED.with(|u| u.set(u.get() + 4 * n as u64));
     Ok(Tensor::from_data(TensorData::new(values, shape), device))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parameters that cannot form the layer are errors, not panics.
+    #[test]
+    fn group_norm_refuses_bad_parameters() {
+        let dev = crate::cpu_device();
+        let t = |n| from_vec(vec![1.0; n], [n], &dev).unwrap();
+        assert!(matches!(GroupNorm::new(t(6), t(6), 4, 1e-5), Err(Error::Request(_))));
+        assert!(matches!(GroupNorm::new(t(6), t(6), 0, 1e-5), Err(Error::Request(_))));
+        assert!(matches!(GroupNorm::new(t(6), t(5), 3, 1e-5), Err(Error::Request(_))));
+        assert!(GroupNorm::new(t(6), t(6), 3, 1e-5).is_ok());
+    }
 }
