@@ -1,9 +1,10 @@
 //! Kernel choices for the two ops a UNet step spends its time in: how a Conv2d runs (burn's
 //! `conv2d`, or as a GEMM: a 1×1 conv is a matmul, a k×k conv a matmul over an im2col matrix,
 //! one launch on the cube backend (`gpu/im2col.rs`) and elsewhere k² shifted views of the padded
-//! input stacked, tiled over output rows so that no column matrix exceeds [`COLS_BUDGET_BYTES`]). The choice is process-wide ([`set_conv_kernel`]), measured by
-//! `benches/unet_step.rs --conv`: GEMM is the default, faster on every backend measured (full-size
-//! UNet step, BENCHMARKS.md: 2.4× on an H200 through wgpu, 2× on lavapipe, 4–12% on burn-flex).
+//! input stacked, tiled over output rows so that no column matrix exceeds [`COLS_BUDGET_BYTES`]).
+//! The choice is process-wide ([`set_conv_kernel`]), measured by `benches/unet_step.rs --conv`:
+//! GEMM is the default, faster on every backend measured (full-size UNet step, BENCHMARKS.md:
+//! 2.4× on an H200 through wgpu, 2× on lavapipe, 4–12% on burn-flex).
 //! im2col is the textbook lowering (Chellapilla et al. 2006, "High performance convolutional neural
 //! networks for document processing"); the arithmetic per output element is the same sum in
 //! another order, so results agree with `conv2d` to f32 rounding (tested).

@@ -86,9 +86,7 @@ impl GroupNorm {
     /// From its parameters (`weight`, `bias` `[C]`, `C` divisible into `groups`).
     pub fn new(weight: Tensor<1>, bias: Tensor<1>, groups: usize, eps: f64) -> Result<Self> {
         let ([c], [cb]) = (weight.dims(), bias.dims());
-        if groups == 0 || !c.is_multiple_of(groups) {
-            return Err(Error::Request(format!("GroupNorm: {c} channels are not divisible into {groups} groups")));
-        }
+        Self::check_groups("GroupNorm", c, groups)?;
         if cb != c {
             return Err(Error::Request(format!("GroupNorm: {c} weights but {cb} biases")));
         }
@@ -96,12 +94,18 @@ impl GroupNorm {
     }
 
     pub fn load(ld: &mut Loader<'_>, path: &str, groups: usize, c: usize, eps: f64) -> Result<Self> {
-        if groups == 0 || !c.is_multiple_of(groups) {
-            return Err(Error::Request(format!("GroupNorm `{path}`: {c} channels are not divisible into {groups} groups")));
-        }
+        Self::check_groups(&format!("GroupNorm `{path}`"), c, groups)?;
         let weight = ld.take::<1>(&format!("{path}.weight"), [c])?;
         let bias = ld.take::<1>(&format!("{path}.bias"), [c])?;
         Ok(GroupNorm { weight, bias, groups, eps })
+    }
+
+    /// `c` channels must divide into `groups` (`what` names the layer in the error).
+    fn check_groups(what: &str, c: usize, groups: usize) -> Result<()> {
+        if groups == 0 || !c.is_multiple_of(groups) {
+            return Err(Error::Request(format!("{what}: {c} channels are not divisible into {groups} groups")));
+        }
+        Ok(())
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {

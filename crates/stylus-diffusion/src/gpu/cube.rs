@@ -4,6 +4,7 @@
 use super::GpuMatmul;
 use burn::tensor::{DType, Tensor};
 use burn_backend::cubecl::dtype_to_storage_type;
+use burn_cubecl::cubecl::prelude::CubeCount;
 use burn_cubecl::cubecl::ir::features::Plane;
 use burn_cubecl::kernel::matmul::init_matmul_output;
 use burn_cubecl::tensor::CubeTensor;
@@ -27,6 +28,17 @@ pub(super) fn float_ok(d: DType) -> bool {
 
 pub(super) fn primitive<const D: usize>(t: &Tensor<D>) -> Option<CubeTensor> {
     t.clone().try_into_primitive::<CubeBackend>().ok()
+}
+
+/// Workgroups per grid dimension (WebGPU guarantees 65,535).
+const MAX_GROUPS: usize = 65_535;
+
+/// A grid of `workgroups` workgroups in rows of at most 65,535 (a kernel numbers them
+/// `y·count_x + x`; the last row may run past `workgroups`, those must do nothing); `None` past
+/// 65,535².
+pub(super) fn grid_2d(workgroups: usize) -> Option<CubeCount> {
+    let (gx, gy) = (workgroups.min(MAX_GROUPS), workgroups.div_ceil(MAX_GROUPS));
+    (gy <= MAX_GROUPS).then_some(CubeCount::Static(gx as u32, gy as u32, 1))
 }
 
 pub fn is_cube<const D: usize>(t: &Tensor<D>) -> bool {

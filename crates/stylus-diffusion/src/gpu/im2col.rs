@@ -7,17 +7,14 @@
 
 use burn::tensor::Tensor;
 use burn_backend::cubecl::dtype_to_storage_type;
-use burn_cubecl::cubecl::prelude::{CubeCount, CubeDim};
+use burn_cubecl::cubecl::prelude::CubeDim;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::CubeBackend;
 
-use super::cube::{float_ok, primitive};
+use super::cube::{float_ok, grid_2d, primitive};
 
 /// Units per workgroup (WebGPU guarantees 256 invocations).
 const UNITS: usize = 256;
-
-/// Workgroups per grid row (WebGPU guarantees 65535 per dimension).
-const MAX_GROUPS_X: usize = 65_535;
 
 /// The kernel, apart: cubecl's `Tensor` is not burn's.
 mod kernel {
@@ -74,17 +71,13 @@ pub fn im2col(x: &Tensor<4>, kh: usize, kw: usize, pt: usize, pl: usize, r0: usi
     if !float_ok(px.dtype) || total == 0 || h == 0 || w == 0 || u32::try_from(r0 + len).is_err() || u32::try_from(ow).is_err() {
         return None;
     }
+    let grid = grid_2d(total.div_ceil(UNITS))?;
     let client = px.client.clone();
     let out = empty_device_contiguous_dtype(client.clone(), px.device.clone(), [n, rows, positions].into(), px.dtype);
-    let groups = total.div_ceil(UNITS);
-    let (gx, gy) = (groups.min(MAX_GROUPS_X), groups.div_ceil(MAX_GROUPS_X));
-    if gy > MAX_GROUPS_X {
-        return None;
-    }
     let dtype = px.dtype;
     kernel::im2col::launch(
         &client,
-        CubeCount::Static(gx as u32, u32::try_from(gy).ok()?, 1),
+        grid,
         CubeDim::new_1d(UNITS as u32),
         px.into_tensor_arg(),
         out.clone().into_tensor_arg(),

@@ -9,14 +9,11 @@
 
 use burn::tensor::Tensor;
 use burn_backend::cubecl::dtype_to_storage_type;
-use burn_cubecl::cubecl::prelude::{CubeCount, CubeDim};
+use burn_cubecl::cubecl::prelude::CubeDim;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::CubeBackend;
 
-use super::cube::{float_ok, primitive};
-
-/// Workgroups per grid row (WebGPU guarantees 65535 per dimension).
-const MAX_GROUPS_X: usize = 65_535;
+use super::cube::{float_ok, grid_2d, primitive};
 
 /// Units per workgroup for a segment of `len` values: 256 for long segments (GroupNorm's 40,960
 /// at 64² latents), 64 up to 4096, 32 up to 1024 (LayerNorm's rows of 320–1280: one subgroup
@@ -150,14 +147,13 @@ fn segment_norm<const D: usize>(
         return None;
     }
     let (len32, inner32, groups32) = (u32::try_from(len).ok()?, u32::try_from(inner).ok()?, u32::try_from(groups).ok()?);
-    let segments = total / len;
-    let (gx, gy) = (segments.min(MAX_GROUPS_X), segments.div_ceil(MAX_GROUPS_X));
+    let grid = grid_2d(total / len)?;
     let units = units_for(len);
     let client = px.client.clone();
     let out = empty_device_contiguous_dtype(client.clone(), px.device.clone(), x.dims().into(), dtype);
     kernel::segment_norm::launch(
         &client,
-        CubeCount::Static(gx as u32, u32::try_from(gy).ok()?, 1),
+        grid,
         CubeDim::new_1d(units as u32),
         px.into_tensor_arg(),
         pw.into_tensor_arg(),
