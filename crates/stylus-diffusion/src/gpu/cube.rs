@@ -4,8 +4,8 @@
 use super::GpuMatmul;
 use burn::tensor::{DType, Tensor};
 use burn_backend::cubecl::dtype_to_storage_type;
-use burn_cubecl::cubecl::prelude::CubeCount;
 use burn_cubecl::cubecl::ir::features::Plane;
+use burn_cubecl::cubecl::prelude::CubeCount;
 use burn_cubecl::kernel::matmul::init_matmul_output;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::CubeBackend;
