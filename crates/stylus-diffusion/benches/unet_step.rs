@@ -130,9 +130,9 @@ fn conv_rows(device: &Device, rng: &mut Rng, reps: usize, rows: &mut Vec<(String
     let cols = |m: Tensor<3>| m.unsqueeze::<4>();
     let pad = || x.clone().pad([(1, 1), (1, 1)], burn::tensor::ops::PadMode::Constant(0.0));
     rows.push(("im2col 320ch 64² 3×3".into(), "views".into(), time_op(device, reps, || cols(stacked_columns(&pad(), 3, 3, 0, 64, 64).expect("views")))));
-    if let Some(m) = stylus_diffusion::gpu::im2col(&x, 3, 3, 1, 1, 0, 64, 64) {
+    if let Some(m) = stylus_diffusion::gpu::im2col(&x, 1, 3, 3, 1, 1, 0, 64, 64) {
         assert_eq!(to_vec(m).expect("read"), to_vec(stacked_columns(&pad(), 3, 3, 0, 64, 64).expect("views")).expect("read"), "im2col kernel");
-        let kernel = || cols(stylus_diffusion::gpu::im2col(&x, 3, 3, 1, 1, 0, 64, 64).expect("im2col"));
+        let kernel = || cols(stylus_diffusion::gpu::im2col(&x, 1, 3, 3, 1, 1, 0, 64, 64).expect("im2col"));
         rows.push(("im2col 320ch 64² 3×3".into(), "kernel".into(), time_op(device, reps, kernel)));
     }
 }

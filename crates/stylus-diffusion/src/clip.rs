@@ -67,9 +67,10 @@ impl ClipAttention {
         Ok(ClipAttention { q_proj: lin(ld, "q_proj")?, k_proj: lin(ld, "k_proj")?, v_proj: lin(ld, "v_proj")?, out_proj: lin(ld, "out_proj")?, heads })
     }
 
-    fn forward(&self, x: Tensor<3>, attn: &AttentionConfig) -> Tensor<3> {
+    /// `residual + attention(x)` (`out_proj`'s bias and the residual in one launch on the cube backend).
+    fn forward_add(&self, x: Tensor<3>, attn: &AttentionConfig, residual: Tensor<3>) -> Tensor<3> {
         let (q, k, v) = (self.q_proj.forward(x.clone()), self.k_proj.forward(x.clone()), self.v_proj.forward(x));
-        self.out_proj.forward(multi_head_attention(q, k, v, self.heads, true, attn))
+        self.out_proj.forward_add(multi_head_attention(q, k, v, self.heads, true, attn), residual)
     }
 }
 
@@ -88,9 +89,9 @@ impl ClipEncoderLayer {
     }
 
     fn forward(&self, x: Tensor<3>, attn: &AttentionConfig) -> Tensor<3> {
-        let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x), attn);
-        let h = self.mlp.fc2.forward(quick_gelu(self.mlp.fc1.forward(self.layer_norm2.forward(x.clone()))));
-        x + h
+        let x = self.self_attn.forward_add(self.layer_norm1.forward(x.clone()), attn, x);
+        let h = quick_gelu(self.mlp.fc1.forward(self.layer_norm2.forward(x.clone())));
+        self.mlp.fc2.forward_add(h, x)
     }
 }
 

@@ -20,8 +20,8 @@ use burn::tensor::Tensor;
 pub enum ConvKernel {
     /// burn's `module::conv2d` (direct convolution on wgpu without autotune; im2col on flex).
     Backend = 0,
-    /// 1×1 → matmul, k×k (stride 1, no dilation, one group) → im2col + matmul; anything else falls
-    /// back to [`ConvKernel::Backend`]. The default.
+    /// 1×1 → matmul, k×k (no dilation, one group; equal strides on the cube backend, stride 1
+    /// elsewhere) → im2col + matmul; anything else falls back to [`ConvKernel::Backend`]. The default.
     Gemm = 1,
 }
 
@@ -70,7 +70,9 @@ pub fn conv2d_gemm(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, opt
 fn conv2d_gemm_within(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, opts: ConvOptions<2>, budget: usize) -> Tensor<4> {
     let [n, c, h, w] = x.dims();
     let [co, ci, kh, kw] = weight.dims();
-    let plain = opts.stride == [1, 1] && opts.dilation == [1, 1] && opts.groups == 1 && ci == c;
+    let [s, sw] = opts.stride;
+    // strides other than 1 only through the cube backend's im2col (the views below are stride 1)
+    let plain = s == sw && s >= 1 && (s == 1 || crate::gpu::on_cube(&x)) && opts.dilation == [1, 1] && opts.groups == 1 && ci == c;
     if !plain {
         return conv2d(x, weight, bias, opts);
     }
@@ -79,10 +81,10 @@ fn conv2d_gemm_within(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, 
     if hp < kh || wp < kw {
         return conv2d(x, weight, bias, opts);
     }
-    let (oh, ow) = (hp - kh + 1, wp - kw + 1);
+    let (oh, ow) = ((hp - kh) / s + 1, (wp - kw) / s + 1);
     let k = c * kh * kw;
     let wm = weight.clone().reshape([1, co, k]);
-    let y = if kh == 1 && kw == 1 && pt + pb + pl + pr == 0 {
+    let y = if kh == 1 && kw == 1 && s == 1 && pt + pb + pl + pr == 0 {
         crate::gpu::matmul(wm, x.reshape([n, c, h * w])).reshape([n, co, oh, ow])
     } else {
         // the padded input, for the views of the fallback (made once, only if needed)
@@ -94,7 +96,10 @@ fn conv2d_gemm_within(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, 
         while r0 < oh {
             let len = rows.min(oh - r0);
             // one launch on the cube backend, else k² shifted views of the padded input stacked
-            let cols = crate::gpu::im2col(&x, kh, kw, pt, pl, r0, len, ow).or_else(|| {
+            let cols = crate::gpu::im2col(&x, s, kh, kw, pt, pl, r0, len, ow).or_else(|| {
+                if s != 1 {
+                    return None;
+                }
                 let xp = xp.get_or_insert_with(|| if pt + pb + pl + pr == 0 { x.clone() } else { x.clone().pad([(pt, pb), (pl, pr)], PadMode::Constant(0.0)) });
                 stacked_columns(xp, kh, kw, r0, len, ow)
             });
@@ -142,19 +147,24 @@ mod tests {
     use crate::testing::pseudo;
 
     /// GEMM equals burn's conv2d for 1×1, 3×3 with symmetric and asymmetric padding, no padding,
-    /// row tiles (a budget of 3 output rows, uneven last tile), and falls back for stride 2.
+    /// row tiles (a budget of 3 output rows, uneven last tile), stride 2 (the downsamplers: the
+    /// UNet's padded, the VAE encoder's padded on the bottom and right only; through im2col on the
+    /// cube backend, burn's conv2d elsewhere) and 3.
     #[test]
     fn gemm_equals_conv2d() {
         let dev = crate::device_from_env().unwrap();
         // (batch, channels in, size, channels out, kernel, padding, stride)
         type Case = (usize, usize, usize, usize, usize, [(usize, usize); 2], usize);
-        let cases: [Case; 6] = [
+        let cases: [Case; 9] = [
             (2, 5, 7, 6, 1, [(0, 0), (0, 0)], 1),
             (2, 5, 7, 6, 3, [(1, 1), (1, 1)], 1),
             (1, 3, 9, 4, 3, [(0, 1), (0, 1)], 1),
             (1, 4, 6, 3, 3, [(0, 0), (0, 0)], 1),
             (2, 3, 8, 5, 3, [(1, 1), (1, 1)], 2),
             (1, 2, 11, 4, 3, [(1, 1), (1, 1)], 1),
+            (1, 3, 9, 4, 3, [(0, 1), (0, 1)], 2),
+            (2, 2, 10, 3, 3, [(1, 1), (1, 1)], 3),
+            (1, 3, 7, 2, 1, [(0, 0), (0, 0)], 2),
         ];
         for (i, &(n, c, hw, co, k, pad, stride)) in cases.iter().enumerate() {
             let x = from_vec(pseudo(n * c * hw * hw, 1 + i as u32), [n, c, hw, hw], &dev).unwrap();
@@ -162,7 +172,13 @@ mod tests {
             let b = from_vec(pseudo(co, 13), [co], &dev).unwrap();
             let opts = ConvOptions::new_with_padding([stride; 2], pad, [1, 1], 1);
             let want = to_vec(conv2d(x.clone(), w.clone(), Some(b.clone()), opts.clone())).unwrap();
-            let budget = if i == 5 { 4 * n * c * k * k * hw * 3 } else { COLS_BUDGET_BYTES };
+            let ow = (hw + pad[1].0 + pad[1].1 - k) / stride + 1;
+            let budget = match i {
+                5 => 4 * n * c * k * k * hw * 3,
+                // one output row per tile
+                7 => 4 * n * c * k * k * ow,
+                _ => COLS_BUDGET_BYTES,
+            };
             let got = to_vec(conv2d_gemm_within(x, w, Some(b), opts, budget)).unwrap();
             assert_eq!(want.len(), got.len(), "case {i}");
             let diff = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
@@ -196,16 +212,35 @@ mod tests {
             let x = from_vec(pseudo(n * c * h * w, 20 + i as u32), [n, h, w, c], &dev).unwrap().permute([0, 3, 1, 2]);
             let xp = x.clone().pad([(pt, pb), (pl, pr)], PadMode::Constant(0.0));
             let want = to_vec(stacked_columns(&xp, kh, kw, r0, len, ow).expect("in range")).unwrap();
-            let Some(got) = crate::gpu::im2col(&x, kh, kw, pt, pl, r0, len, ow) else {
+            let Some(got) = crate::gpu::im2col(&x, 1, kh, kw, pt, pl, r0, len, ow) else {
                 assert!(!crate::gpu::on_cube(&x), "case {i}: the kernel declined on the cube backend");
                 continue;
             };
             assert_eq!(got.dims(), [n, c * kh * kw, len * ow], "case {i}");
             assert_eq!(to_vec(got).unwrap(), want, "case {i}");
-            let half = crate::gpu::im2col(&x.clone().cast(FloatDType::F16), kh, kw, pt, pl, r0, len, ow).expect("f16");
+            let half = crate::gpu::im2col(&x.clone().cast(FloatDType::F16), 1, kh, kw, pt, pl, r0, len, ow).expect("f16");
             let got16 = to_vec(half.cast(FloatDType::F32)).unwrap();
             let diff = want.iter().zip(&got16).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
             assert!(diff <= 2e-3, "case {i} f16: {diff}");
+            // stride 2 and 3: every s-th row and column of the stride-1 matrix over the whole output
+            // (not on the 18 M-element case: the grid is the same kernel's)
+            if i == 0 {
+                continue;
+            }
+            let (oh1, ow1) = (h + pt + pb - kh + 1, ow);
+            let full = to_vec(stacked_columns(&xp, kh, kw, 0, oh1, ow1).expect("in range")).unwrap();
+            for s in [2, 3] {
+                let (ohs, ows) = ((oh1 - 1) / s + 1, (ow1 - 1) / s + 1);
+                let got = to_vec(crate::gpu::im2col(&x, s, kh, kw, pt, pl, 0, ohs, ows).expect("strided")).unwrap();
+                let rows = c * kh * kw;
+                let want: Vec<f32> = (0..n * rows * ohs * ows)
+                    .map(|e| {
+                        let (p, r, b) = (e % (ohs * ows), (e / (ohs * ows)) % rows, e / (ohs * ows * rows));
+                        full[(b * rows + r) * oh1 * ow1 + (p / ows) * s * ow1 + (p % ows) * s]
+                    })
+                    .collect();
+                assert_eq!(got, want, "case {i} stride {s}");
+            }
         }
     }
 

@@ -8,7 +8,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::load::Loader;
-use crate::lora::{conv_forward, linear_forward, ConvPatch, LinearPatch, PatchSlot};
+use crate::lora::{conv_forward, conv_weight, linear_forward, linear_weight, ConvPatch, LinearPatch, PatchSlot};
 use crate::{Error, Result};
 
 /// `nn.Linear`. `weight` is stored `[in, out]` (burn's convention; the loader transposes the
@@ -22,6 +22,11 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// From its parameters: `weight` `[in, out]`, `bias` `[out]`.
+    pub fn new(weight: Tensor<2>, bias: Option<Tensor<1>>) -> Self {
+        Linear { weight, bias, adapters: PatchSlot::default() }
+    }
+
     pub fn load(ld: &mut Loader<'_>, path: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Self> {
         let weight = ld.take::<2>(&format!("{path}.weight"), [d_out, d_in])?.transpose();
         let bias = if bias { Some(ld.take::<1>(&format!("{path}.bias"), [d_out])?) } else { None };
@@ -31,6 +36,27 @@ impl Linear {
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         linear_forward(&self.adapters, x, &self.weight, &self.bias)
+    }
+
+    /// `x·W` and the bias still to add, so that the caller adds it together with what follows
+    /// ([`add_terms`], [`geglu`]: one launch on the cube backend). Elsewhere, and with per-image
+    /// adapters (whose terms follow the bias), the whole [`Linear::forward`] and `None`.
+    pub fn parts<const D: usize>(&self, x: Tensor<D>) -> (Tensor<D>, Option<Tensor<1>>) {
+        if self.bias.is_some() && crate::gpu::on_cube(&x) {
+            if let Some(w) = linear_weight(&self.adapters, &self.weight) {
+                return (crate::gpu::linear(x, w, None), self.bias.clone());
+            }
+        }
+        (self.forward(x), None)
+    }
+
+    /// `residual + (x·W + b)`, the additions in one launch on the cube backend.
+    pub fn forward_add<const D: usize>(&self, x: Tensor<D>, residual: Tensor<D>) -> Tensor<D> {
+        let (y, bias) = self.parts(x);
+        let dims = y.dims();
+        let c = dims[D - 1];
+        let rows = dims[..D - 1].iter().product();
+        add_terms(y.reshape([rows, c, 1]), bias, None, Some((residual.reshape([rows, c, 1]), None))).reshape(dims)
     }
 }
 
@@ -47,6 +73,12 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
+    /// From its parameters: `weight` `[cout, cin, k, k]`, `bias` `[cout]`; padding `k / 2`, stride 1.
+    pub fn new(weight: Tensor<4>, bias: Tensor<1>) -> Self {
+        let k = weight.dims()[2];
+        Conv2d { weight, bias, adapters: PatchSlot::default(), stride: 1, pad: [(k / 2, k / 2); 2] }
+    }
+
     /// Loads `{path}.weight` `[cout, cin, k, k]` and `{path}.bias`; padding `k / 2`, stride 1.
     pub fn load(ld: &mut Loader<'_>, path: &str, cin: usize, cout: usize, k: usize) -> Result<Self> {
         let weight = ld.take::<4>(&format!("{path}.weight"), [cout, cin, k, k])?;
@@ -70,6 +102,136 @@ impl Conv2d {
         let opts = ConvOptions::new_with_padding([self.stride; 2], self.pad, [1, 1], 1);
         conv_forward(&self.adapters, x, &self.weight, &self.bias, opts)
     }
+
+    /// This 1×1 convolution's `[Cin, Cout]` matrix on the cube backend, where the layer is one
+    /// (unpadded, stride 1) and has no per-image adapters: what [`Conv2d::to_tokens`] and
+    /// [`Conv2d::from_tokens_add`] multiply by directly.
+    fn pointwise_matrix(&self, x_on_cube: bool) -> Option<Tensor<2>> {
+        let [co, ci, kh, kw] = self.weight.dims();
+        if !x_on_cube || (kh, kw, self.stride) != (1, 1, 1) || self.pad != [(0, 0); 2] {
+            return None;
+        }
+        Some(conv_weight(&self.adapters, &self.weight)?.reshape([co, ci]).transpose())
+    }
+
+    /// This 1×1 convolution of `x` `[B, C, H, W]` as tokens `[B, H·W, Cout]` (the transformer's
+    /// `proj_in` and its permute). On the cube backend one GEMM reads `x` transposed in place and
+    /// writes the tokens, then one launch adds the bias (burn's ops: the convolution, then a copy).
+    pub fn to_tokens(&self, x: Tensor<4>) -> Tensor<3> {
+        let [b, c, h, w] = x.dims();
+        let cout = self.weight.dims()[0];
+        match self.pointwise_matrix(crate::gpu::on_cube(&x)) {
+            Some(m) => {
+                let y = crate::gpu::matmul(x.reshape([b, c, h * w]).swap_dims(1, 2), m.unsqueeze::<3>());
+                add_terms(y.reshape([b * h * w, cout, 1]), Some(self.bias.clone()), None, None).reshape([b, h * w, cout])
+            }
+            None => self.forward(x).permute([0, 2, 3, 1]).reshape([b, h * w, cout]),
+        }
+    }
+
+    /// `residual + conv(tokens)` for tokens `[B, H·W, C]` of an `h × w` map, `residual` `[B, Cout, H, W]`
+    /// (the transformer's `proj_out`): on the cube backend one GEMM reads the tokens transposed in
+    /// place and writes `[B, Cout, H·W]`, one launch adds the bias and the residual.
+    pub fn from_tokens_add(&self, tokens: Tensor<3>, h: usize, w: usize, residual: Tensor<4>) -> Tensor<4> {
+        let [b, _, c] = tokens.dims();
+        match self.pointwise_matrix(crate::gpu::on_cube(&tokens)) {
+            Some(m) => {
+                let y = crate::gpu::matmul(m.transpose().unsqueeze::<3>(), tokens.swap_dims(1, 2));
+                let cout = y.dims()[1];
+                add_terms(y, Some(self.bias.clone()), None, Some((residual.reshape([b, cout, h * w]), None))).reshape([b, cout, h, w])
+            }
+            None => {
+                let (y, bias) = self.parts(tokens.reshape([b, h, w, c]).permute([0, 3, 1, 2]));
+                add_terms_nchw(y, bias, None, Some((residual, None)))
+            }
+        }
+    }
+
+    /// The convolution and the bias still to add, as [`Linear::parts`].
+    pub fn parts(&self, x: Tensor<4>) -> (Tensor<4>, Option<Tensor<1>>) {
+        if crate::gpu::on_cube(&x) {
+            if let Some(w) = conv_weight(&self.adapters, &self.weight) {
+                let opts = ConvOptions::new_with_padding([self.stride; 2], self.pad, [1, 1], 1);
+                return (crate::kernels::conv2d_with(x, w, None, opts), Some(self.bias.clone()));
+            }
+        }
+        (self.forward(x), None)
+    }
+}
+
+/// The additions after a GEMM over `y` `[o, c, i]`: `y + bias`, then `+ (sample + sample_bias)`
+/// (`sample` `[o, c]`: a resnet's time embedding per batch row and channel), then
+/// `(residual + residual_bias) +` (`residual` `[o, c, i]`), the biases per channel `[c]`. One launch
+/// on the cube backend (`gpu/epilogue.rs`), else burn's ops in the same order: the same values.
+pub fn add_terms(
+    y: Tensor<3>,
+    bias: Option<Tensor<1>>,
+    sample: Option<(Tensor<2>, Option<Tensor<1>>)>,
+    residual: Option<(Tensor<3>, Option<Tensor<1>>)>,
+) -> Tensor<3> {
+    if bias.is_none() && sample.is_none() && residual.is_none() {
+        return y;
+    }
+    let fused = crate::gpu::epilogue(&y, bias.as_ref(), sample.as_ref().map(|(t, b)| (t, b.as_ref())), residual.as_ref().map(|(r, b)| (r, b.as_ref())));
+    if let Some(out) = fused {
+        return out;
+    }
+    let [o, c, _] = y.dims();
+    let per_channel = |b: Tensor<1>| b.reshape([1, c, 1]);
+    let mut v = match bias {
+        Some(b) => y + per_channel(b),
+        None => y,
+    };
+    if let Some((t, tb)) = sample {
+        let t = match tb {
+            Some(b) => t + b.reshape([1, c]),
+            None => t,
+        };
+        v = v + t.reshape([o, c, 1]);
+    }
+    if let Some((r, rb)) = residual {
+        let r = match rb {
+            Some(b) => r + per_channel(b),
+            None => r,
+        };
+        v = r + v;
+    }
+    v
+}
+
+/// [`add_terms`] over `[B, C, H, W]` (`sample` `[B, C]`).
+pub fn add_terms_nchw(
+    y: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    sample: Option<(Tensor<2>, Option<Tensor<1>>)>,
+    residual: Option<(Tensor<4>, Option<Tensor<1>>)>,
+) -> Tensor<4> {
+    let [b, c, h, w] = y.dims();
+    let flat = |t: Tensor<4>| t.reshape([b, c, h * w]);
+    add_terms(flat(y), bias, sample, residual.map(|(r, rb)| (flat(r), rb))).reshape([b, c, h, w])
+}
+
+/// diffusers' GEGLU after its projection: `h` `[…, 2n]` plus `bias` (the projection's, still to
+/// add), then `h[…, :n] · gelu(h[…, n:])`. One launch on the cube backend (`gpu/epilogue.rs`),
+/// else burn's ops.
+pub fn geglu<const D: usize>(h: Tensor<D>, bias: Option<Tensor<1>>) -> Tensor<D> {
+    let mut dims = h.dims();
+    let width = dims[D - 1];
+    let n = width / 2;
+    dims[D - 1] = n;
+    if crate::gpu::on_cube(&h) {
+        let rows = h.shape().num_elements() / width.max(1);
+        if let Some(out) = crate::gpu::geglu(&h.clone().reshape([rows, width]), bias.as_ref()) {
+            return out.reshape(dims);
+        }
+    }
+    let h = match bias {
+        Some(b) => h + b.unsqueeze::<D>(),
+        None => h,
+    };
+    let hidden = h.clone().narrow(D - 1, 0, n);
+    let gate = h.narrow(D - 1, n, n);
+    hidden * gelu(gate)
 }
 
 /// `nn.GroupNorm(groups, C, eps, affine=True)` over `[B, C, H, W]`, two-pass mean/variance (one

@@ -9,7 +9,7 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::Tensor;
 
 use crate::load::Loader;
-use crate::nn::{Conv2d, GroupNorm, Linear};
+use crate::nn::{add_terms_nchw, Conv2d, GroupNorm, Linear};
 use crate::Result;
 
 /// GroupNorm settings of a network: groups and epsilon.
@@ -45,18 +45,19 @@ impl ResnetBlock2D {
 
     /// `x` `[B, Cin, H, W]`; `temb_act` = SiLU(time embedding) `[B, T]` for UNet blocks.
     pub fn forward(&self, x: Tensor<4>, temb_act: Option<&Tensor<2>>) -> Tensor<4> {
-        let mut h = self.conv1.forward(self.norm1.forward_silu(x.clone()));
-        if let (Some(proj), Some(t)) = (&self.time_emb_proj, temb_act) {
-            let t = proj.forward(t.clone());
-            let [b, c] = t.dims();
-            h = h + t.reshape([b, c, 1, 1]);
-        }
-        let h = self.conv2.forward(self.norm2.forward_silu(h));
-        let shortcut = match &self.conv_shortcut {
-            Some(conv) => conv.forward(x),
-            None => x,
+        // each convolution's bias goes in with what is added after it: one launch on the cube backend
+        let (h, bias) = self.conv1.parts(self.norm1.forward_silu(x.clone()));
+        let temb = match (&self.time_emb_proj, temb_act) {
+            (Some(proj), Some(t)) => Some(proj.parts(t.clone())),
+            _ => None,
         };
-        shortcut + h
+        let h = add_terms_nchw(h, bias, temb, None);
+        let (h, bias) = self.conv2.parts(self.norm2.forward_silu(h));
+        let shortcut = match &self.conv_shortcut {
+            Some(conv) => conv.parts(x),
+            None => (x, None),
+        };
+        add_terms_nchw(h, bias, None, Some(shortcut))
     }
 }
 

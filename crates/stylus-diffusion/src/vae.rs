@@ -9,7 +9,7 @@ use stylus_sd::{Component, VaeConfig};
 
 use crate::attention::{multi_head_attention, AttentionConfig};
 use crate::load::Loader;
-use crate::nn::{Conv2d, GroupNorm, Linear};
+use crate::nn::{add_terms, Conv2d, GroupNorm, Linear};
 use crate::resnet::{Downsample2D, Norm, ResnetBlock2D, Upsample2D};
 use crate::unet::attention::Dropout;
 use crate::{Error, Result};
@@ -40,10 +40,12 @@ impl VaeAttention {
 
     fn forward(&self, x: Tensor<4>, attn: &AttentionConfig) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
+        // pixels as tokens `[B, H·W, C]`: a transposed view, which the GEMMs read in place on the cube backend
         let t = self.group_norm.forward(x.clone()).reshape([b, c, h * w]).swap_dims(1, 2);
         let (q, k, v) = (self.to_q.forward(t.clone()), self.to_k.forward(t.clone()), self.to_v.forward(t));
-        let o = self.to_out.0.forward(multi_head_attention(q, k, v, 1, false, attn));
-        o.swap_dims(1, 2).reshape([b, c, h, w]) + x
+        // back to `[B, C, H·W]` as a view too: one launch adds `to_out`'s bias and the residual
+        let (o, bias) = self.to_out.0.parts(multi_head_attention(q, k, v, 1, false, attn));
+        add_terms(o.swap_dims(1, 2), bias, None, Some((x.reshape([b, c, h * w]), None))).reshape([b, c, h, w])
     }
 }
 

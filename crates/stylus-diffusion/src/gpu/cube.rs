@@ -45,6 +45,11 @@ pub fn is_cube<const D: usize>(t: &Tensor<D>) -> bool {
     primitive(t).is_some()
 }
 
+/// Whether `t` is on the cube backend and contiguous, or elsewhere (where it does not matter here).
+pub fn is_contiguous<const D: usize>(t: &Tensor<D>) -> bool {
+    primitive(t).is_none_or(|p| p.is_contiguous())
+}
+
 /// Whether the adapter runs subgroup ("plane") operations, which cubek's `Gemm` routine reduces
 /// with (`plane_sum`). In the browser only where WebGPU grants the `subgroups` feature:
 /// Chromium's SwiftShader does not, and `Gemm` there gave wrong results and a wasm trap (the

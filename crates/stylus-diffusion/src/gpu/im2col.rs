@@ -1,9 +1,9 @@
-//! The im2col matrix of a stride-1 convolution in one launch on the cube backend (the textbook
-//! lowering: Chellapilla et al. 2006, "High performance convolutional neural networks for document
-//! processing"): column `(c, dy, dx)` × position `(y, x)` holds the input at `(c, y + dy − pt,
-//! x + dx − pl)`, zero outside it. It replaces the padded copy, the k² shifted views and their
-//! stack (some twenty copy kernels per convolution) with one pass that reads the unpadded input
-//! (any strides) and writes each column element once.
+//! The im2col matrix of a convolution in one launch on the cube backend (the textbook lowering:
+//! Chellapilla et al. 2006, "High performance convolutional neural networks for document
+//! processing"): column `(c, dy, dx)` × position `(y, x)` holds the input at
+//! `(c, s·y + dy − pt, s·x + dx − pl)` for stride `s`, zero outside it. It replaces the padded
+//! copy, the k² shifted views and their stack (some twenty copy kernels per convolution) with one
+//! pass that reads the unpadded input (any strides) and writes each column element once.
 
 use burn::tensor::Tensor;
 use burn_backend::cubecl::dtype_to_storage_type;
@@ -28,6 +28,7 @@ mod kernel {
         cols: &mut Tensor<F>,
         r0: u32,
         ow: u32,
+        #[comptime] stride: usize,
         #[comptime] kh: usize,
         #[comptime] kw: usize,
         #[comptime] pt: usize,
@@ -43,8 +44,8 @@ mod kernel {
             let b = e / (positions * rows);
             let ow = ow as usize;
             // padded input coordinates of this element
-            let iy = r0 as usize + p / ow + (kk / kw) % kh;
-            let ix = p % ow + kk % kw;
+            let iy = (r0 as usize + p / ow) * stride + (kk / kw) % kh;
+            let ix = (p % ow) * stride + kk % kw;
             let c = kk / comptime!(kh * kw);
             let (h, w) = (x.shape(2), x.shape(3));
             let inside = iy >= pt && iy < h + pt && ix >= pl && ix < w + pl;
@@ -57,18 +58,18 @@ mod kernel {
     }
 }
 
-/// The im2col matrix `[n, c·kh·kw, len·ow]` of `x` `[n, c, h, w]` for a stride-1, dilation-1
-/// `kh×kw` convolution padded by `pt` rows on top and `pl` columns on the left, over output rows
+/// The im2col matrix `[n, c·kh·kw, len·ow]` of `x` `[n, c, h, w]` for a dilation-1 `kh×kw`
+/// convolution with `stride` in both directions, padded by `pt` rows on top and `pl` columns on the left, over output rows
 /// `r0..r0 + len` of width `ow`; rows `(c, dy, dx)` in the weight's `[co, c, kh, kw]` order.
 /// `None` where `x` is not on the cube backend or not a float it takes, a size is empty, or the
 /// matrix needs more than 65,535² workgroups.
 #[allow(clippy::too_many_arguments)]
-pub fn im2col(x: &Tensor<4>, kh: usize, kw: usize, pt: usize, pl: usize, r0: usize, len: usize, ow: usize) -> Option<Tensor<3>> {
+pub fn im2col(x: &Tensor<4>, stride: usize, kh: usize, kw: usize, pt: usize, pl: usize, r0: usize, len: usize, ow: usize) -> Option<Tensor<3>> {
     let px = primitive(x)?;
     let [n, c, h, w] = x.dims();
     let (rows, positions) = (c * kh * kw, len * ow);
     let total = n * rows * positions;
-    if !float_ok(px.dtype) || total == 0 || h == 0 || w == 0 || u32::try_from(r0 + len).is_err() || u32::try_from(ow).is_err() {
+    if !float_ok(px.dtype) || total == 0 || h == 0 || w == 0 || stride == 0 || u32::try_from(r0 + len).is_err() || u32::try_from(ow).is_err() {
         return None;
     }
     let grid = grid_2d(total.div_ceil(UNITS))?;
@@ -83,6 +84,7 @@ pub fn im2col(x: &Tensor<4>, kh: usize, kw: usize, pt: usize, pl: usize, r0: usi
         out.clone().into_tensor_arg(),
         r0 as u32,
         ow as u32,
+        stride,
         kh,
         kw,
         pt,

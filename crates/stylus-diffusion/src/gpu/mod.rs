@@ -4,7 +4,8 @@
 //! one of `cubek`'s, or the engine's own register-blocked kernel of `tiled.rs`, opt-in), split-k
 //! for GEMMs with few output tiles (opt-in, [`set_split_k_tiles`]), and the engine's own kernels
 //! for what burn runs as several: the fused attention of `rows.rs`, a convolution's im2col matrix
-//! in one launch (`im2col.rs`), GroupNorm (± SiLU) and LayerNorm in one launch (`norm.rs`); and
+//! in one launch (`im2col.rs`), GroupNorm (± SiLU) and LayerNorm in one launch (`norm.rs`), the
+//! bias and residual additions after a GEMM and diffusers' GEGLU in one launch (`epilogue.rs`); and
 //! cubek's flash attention (Dao et al. 2022, "FlashAttention": online softmax over key blocks, no
 //! score matrix). burn 0.22.1 without `autotune` runs every matmul with one routine (`SimpleUnit`,
 //! largest tile) and attention as the fallback; autotune is off in the engine (its first calls cost
@@ -307,6 +308,15 @@ pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Option<Tens
     let dims = x.dims();
     let rows: usize = dims[..D - 1].iter().product();
     let [cin, cout] = weight.dims();
+    if D == 3 && !cube::is_contiguous(&x) {
+        // a strided `[B, S, in]` (the VAE's pixels read as tokens): batched, as it is, rather than
+        // copied into rows first
+        let y = matmul(x, weight.unsqueeze::<D>());
+        return match bias {
+            Some(b) => y + b.unsqueeze::<D>(),
+            None => y,
+        };
+    }
     let mut y = matmul(x.reshape([rows, cin]), weight);
     if let Some(b) = bias {
         y = y + b.reshape([1, cout]);
@@ -365,12 +375,12 @@ pub fn fused_rows_per_unit(d: usize, dv: usize) -> usize {
     }
 }
 
-/// The im2col matrix `[n, c·kh·kw, len·ow]` of `x` `[n, c, h, w]` for a stride-1 `kh×kw`
-/// convolution padded by `pt` rows on top and `pl` columns on the left, over output rows
-/// `r0..r0 + len` of width `ow`, in one launch (`im2col.rs`); `None` off the cube backend.
+/// The im2col matrix `[n, c·kh·kw, len·ow]` of `x` `[n, c, h, w]` for a `kh×kw` convolution with
+/// `stride` (both directions) padded by `pt` rows on top and `pl` columns on the left, over output
+/// rows `r0..r0 + len` of width `ow`, in one launch (`im2col.rs`); `None` off the cube backend.
 #[allow(clippy::too_many_arguments)]
-pub fn im2col(x: &Tensor<4>, kh: usize, kw: usize, pt: usize, pl: usize, r0: usize, len: usize, ow: usize) -> Option<Tensor<3>> {
-    im2col::im2col(x, kh, kw, pt, pl, r0, len, ow)
+pub fn im2col(x: &Tensor<4>, stride: usize, kh: usize, kw: usize, pt: usize, pl: usize, r0: usize, len: usize, ow: usize) -> Option<Tensor<3>> {
+    im2col::im2col(x, stride, kh, kw, pt, pl, r0, len, ow)
 }
 
 /// `GroupNorm(groups, eps)` of `x` `[B, C, H, W]` with per-channel `weight`/`bias`, then SiLU
@@ -385,6 +395,25 @@ pub fn layer_norm<const D: usize>(x: &Tensor<D>, weight: &Tensor<1>, bias: &Tens
     norm::layer_norm(x, weight, bias, eps)
 }
 
+/// `y + bias`, then `+ (sample + sample_bias)`, then `(residual + residual_bias) +`, over `y`
+/// `[o, c, i]` with per-channel `bias`, `sample_bias`, `residual_bias` `[c]`, a per-row-and-channel
+/// `sample` `[o, c]` and `residual` `[o, c, i]`, in one launch (`epilogue.rs`); `None` off the cube
+/// backend or where the shapes or dtypes do not match. `nn::add_terms` is the caller.
+pub fn epilogue(
+    y: &Tensor<3>,
+    bias: Option<&Tensor<1>>,
+    sample: Option<(&Tensor<2>, Option<&Tensor<1>>)>,
+    residual: Option<(&Tensor<3>, Option<&Tensor<1>>)>,
+) -> Option<Tensor<3>> {
+    epilogue::epilogue(y, bias, sample, residual)
+}
+
+/// diffusers' GEGLU of `h` `[rows, 2n]` with the projection's `bias` `[2n]` still to add, in one
+/// launch (`epilogue.rs`); `None` off the cube backend, for a non-contiguous `h` or an odd width.
+pub fn geglu(h: &Tensor<2>, bias: Option<&Tensor<1>>) -> Option<Tensor<2>> {
+    epilogue::geglu(h, bias)
+}
+
 /// Whether `t`'s adapter runs `t`'s dtype on tensor cores (the `*Cmma` routines of [`GpuMatmul`]).
 pub fn tensor_cores<const D: usize>(t: &Tensor<D>) -> bool {
     cube::tensor_cores(t)
@@ -392,6 +421,8 @@ pub fn tensor_cores<const D: usize>(t: &Tensor<D>) -> bool {
 
 #[cfg(feature = "wgpu")]
 mod cube;
+#[cfg(feature = "wgpu")]
+mod epilogue;
 #[cfg(feature = "wgpu")]
 mod im2col;
 #[cfg(feature = "wgpu")]
@@ -402,72 +433,11 @@ mod rows;
 mod tiled;
 
 #[cfg(not(feature = "wgpu"))]
-mod cube {
-    use super::GpuMatmul;
-    use burn::tensor::Tensor;
-
-    pub fn is_cube<const D: usize>(_: &Tensor<D>) -> bool {
-        false
-    }
-
-    #[cfg(test)]
-    pub fn matmul<const D: usize>(_: &Tensor<D>, _: &Tensor<D>, _: GpuMatmul) -> Option<Tensor<D>> {
-        None
-    }
-
-    pub fn matmul_or_fallback<const D: usize>(_: &Tensor<D>, _: &Tensor<D>, _: GpuMatmul) -> Option<Tensor<D>> {
-        None
-    }
-
-    pub fn flash_attention(_: &Tensor<4>, _: &Tensor<4>, _: &Tensor<4>, _: bool, _: u8) -> Option<Tensor<4>> {
-        None
-    }
-
-    pub fn tensor_cores<const D: usize>(_: &Tensor<D>) -> bool {
-        false
-    }
-}
-
+mod stubs;
 #[cfg(not(feature = "wgpu"))]
-mod im2col {
-    use burn::tensor::Tensor;
+use stubs::{cube, epilogue, im2col, norm, rows, tiled};
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn im2col(_: &Tensor<4>, _: usize, _: usize, _: usize, _: usize, _: usize, _: usize, _: usize) -> Option<Tensor<3>> {
-        None
-    }
-}
-
-#[cfg(not(feature = "wgpu"))]
-mod norm {
-    use burn::tensor::Tensor;
-
-    pub fn group_norm(_: &Tensor<4>, _: &Tensor<1>, _: &Tensor<1>, _: usize, _: f64, _: bool) -> Option<Tensor<4>> {
-        None
-    }
-
-    pub fn layer_norm<const D: usize>(_: &Tensor<D>, _: &Tensor<1>, _: &Tensor<1>, _: f64) -> Option<Tensor<D>> {
-        None
-    }
-}
-
-#[cfg(not(feature = "wgpu"))]
-mod tiled {
-    use burn::tensor::Tensor;
-
-    pub fn matmul_auto(_: &Tensor<3>, _: &Tensor<3>) -> Option<Tensor<3>> {
-        None
-    }
-}
-
-#[cfg(not(feature = "wgpu"))]
-mod rows {
-    use burn::tensor::Tensor;
-
-    pub fn attention(_: &Tensor<4>, _: &Tensor<4>, _: &Tensor<4>, _: bool) -> Option<Tensor<4>> {
-        None
-    }
-}
-
+#[cfg(test)]
+mod epilogue_tests;
 #[cfg(test)]
 mod tests;

@@ -28,7 +28,7 @@ use stylus_sd::Component;
 use crate::nn::{from_vec, to_vec};
 use crate::{Error, Result};
 use patch::Term;
-pub(crate) use patch::{conv_forward, linear_forward, ConvPatch, LinearPatch, PatchSlot};
+pub(crate) use patch::{conv_forward, conv_weight, linear_forward, linear_weight, ConvPatch, LinearPatch, PatchSlot};
 
 /// A registered layer: its pristine base weight and its patch slot.
 enum Target {

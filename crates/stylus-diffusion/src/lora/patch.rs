@@ -81,6 +81,25 @@ pub(crate) enum ConvPatch {
     PerSample(Vec<Term<4>>),
 }
 
+/// The weight a Linear multiplies by where its patch has no per-sample terms (the base one, or
+/// the merged one); `None` with per-sample terms, which come after the bias.
+pub(crate) fn linear_weight(slot: &PatchSlot<LinearPatch>, base: &Tensor<2>) -> Option<Tensor<2>> {
+    match slot.get().as_deref() {
+        None => Some(base.clone()),
+        Some(LinearPatch::Merged(w)) => Some(w.clone()),
+        Some(LinearPatch::PerSample(_)) => None,
+    }
+}
+
+/// [`linear_weight`] for a Conv2d.
+pub(crate) fn conv_weight(slot: &PatchSlot<ConvPatch>, base: &Tensor<4>) -> Option<Tensor<4>> {
+    match slot.get().as_deref() {
+        None => Some(base.clone()),
+        Some(ConvPatch::Merged(w)) => Some(w.clone()),
+        Some(ConvPatch::PerSample(_)) => None,
+    }
+}
+
 /// `x·W + b` with the slot's patch.
 pub(crate) fn linear_forward<const D: usize>(slot: &PatchSlot<LinearPatch>, x: Tensor<D>, weight: &Tensor<2>, bias: &Option<Tensor<1>>) -> Tensor<D> {
     match slot.get().as_deref() {

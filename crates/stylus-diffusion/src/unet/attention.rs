@@ -11,7 +11,7 @@ use burn::tensor::Tensor;
 
 use crate::attention::{multi_head_attention, AttentionConfig};
 use crate::load::Loader;
-use crate::nn::{gelu, Conv2d, GroupNorm, LayerNorm, Linear};
+use crate::nn::{geglu, Conv2d, GroupNorm, LayerNorm, Linear};
 use crate::resnet::Norm;
 use crate::Result;
 
@@ -42,10 +42,21 @@ impl Attention {
 
     /// `x` `[B, S, dim]`, `ctx` `[B, Sk, ctx]` (None: self-attention).
     pub fn forward(&self, x: Tensor<3>, ctx: Option<&Tensor<3>>, attn: &AttentionConfig) -> Tensor<3> {
+        self.to_out.0.forward(self.attend(x, ctx, attn))
+    }
+
+    /// `residual + self.forward(x, ctx)`, the bias and residual added in one launch on the cube
+    /// backend.
+    pub fn forward_add(&self, x: Tensor<3>, ctx: Option<&Tensor<3>>, attn: &AttentionConfig, residual: Tensor<3>) -> Tensor<3> {
+        self.to_out.0.forward_add(self.attend(x, ctx, attn), residual)
+    }
+
+    /// The heads' outputs before `to_out`.
+    fn attend(&self, x: Tensor<3>, ctx: Option<&Tensor<3>>, attn: &AttentionConfig) -> Tensor<3> {
         let kv = ctx.cloned().unwrap_or_else(|| x.clone());
         let q = self.to_q.forward(x);
         let (k, v) = (self.to_k.forward(kv.clone()), self.to_v.forward(kv));
-        self.to_out.0.forward(multi_head_attention(q, k, v, self.heads, false, attn))
+        multi_head_attention(q, k, v, self.heads, false, attn)
     }
 }
 
@@ -68,12 +79,11 @@ impl FeedForward {
         Ok(FeedForward { net: (Geglu { proj }, Dropout, out) })
     }
 
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.net.0.proj.forward(x);
-        let inner = h.dims()[2] / 2;
-        let hidden = h.clone().narrow(2, 0, inner);
-        let gate = h.narrow(2, inner, inner);
-        self.net.2.forward(hidden * gelu(gate))
+    /// `residual + FF(x)`: the projection's bias, GELU and gating in one launch on the cube backend,
+    /// the output's bias and the residual in another.
+    fn forward_add(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
+        let (h, bias) = self.net.0.proj.parts(x);
+        self.net.2.forward_add(geglu(h, bias), residual)
     }
 }
 
@@ -101,9 +111,9 @@ impl BasicTransformerBlock {
     }
 
     fn forward(&self, x: Tensor<3>, ctx: &Tensor<3>, attn: &AttentionConfig) -> Tensor<3> {
-        let x = x.clone() + self.attn1.forward(self.norm1.forward(x), None, attn);
-        let x = x.clone() + self.attn2.forward(self.norm2.forward(x), Some(ctx), attn);
-        x.clone() + self.ff.forward(self.norm3.forward(x))
+        let x = self.attn1.forward_add(self.norm1.forward(x.clone()), None, attn, x);
+        let x = self.attn2.forward_add(self.norm2.forward(x.clone()), Some(ctx), attn, x);
+        self.ff.forward_add(self.norm3.forward(x.clone()), x)
     }
 }
 
@@ -128,14 +138,12 @@ impl Transformer2DModel {
 
     /// `x` `[B, C, H, W]`, `ctx` `[B, 77, ctx]`.
     pub fn forward(&self, x: Tensor<4>, ctx: &Tensor<3>, attn: &AttentionConfig) -> Tensor<4> {
-        let [b, c, h, w] = x.dims();
+        let [_, _, h, w] = x.dims();
         let residual = x.clone();
-        let x = self.proj_in.forward(self.norm.forward(x));
-        let mut t = x.permute([0, 2, 3, 1]).reshape([b, h * w, c]);
+        let mut t = self.proj_in.to_tokens(self.norm.forward(x));
         for block in &self.transformer_blocks {
             t = block.forward(t, ctx, attn);
         }
-        let x = t.reshape([b, h, w, c]).permute([0, 3, 1, 2]);
-        self.proj_out.forward(x) + residual
+        self.proj_out.from_tokens_add(t, h, w, residual)
     }
 }
