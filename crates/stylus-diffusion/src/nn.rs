@@ -108,7 +108,8 @@ impl Conv2d {
     /// [`Conv2d::from_tokens_add`] multiply by directly.
     fn pointwise_matrix(&self, x_on_cube: bool) -> Option<Tensor<2>> {
         let [co, ci, kh, kw] = self.weight.dims();
-        if !x_on_cube || (kh, kw, self.stride) != (1, 1, 1) || self.pad != [(0, 0); 2] {
+        let gemm = crate::kernels::conv_kernel() == crate::kernels::ConvKernel::Gemm;
+        if !x_on_cube || !gemm || (kh, kw, self.stride) != (1, 1, 1) || self.pad != [(0, 0); 2] {
             return None;
         }
         Some(conv_weight(&self.adapters, &self.weight)?.reshape([co, ci]).transpose())
@@ -148,8 +149,9 @@ impl Conv2d {
     }
 
     /// The convolution and the bias still to add, as [`Linear::parts`].
+    /// With [`crate::kernels::ConvKernel::Backend`] burn's conv2d keeps its bias.
     pub fn parts(&self, x: Tensor<4>) -> (Tensor<4>, Option<Tensor<1>>) {
-        if crate::gpu::on_cube(&x) {
+        if crate::gpu::on_cube(&x) && crate::kernels::conv_kernel() == crate::kernels::ConvKernel::Gemm {
             if let Some(w) = conv_weight(&self.adapters, &self.weight) {
                 let opts = ConvOptions::new_with_padding([self.stride; 2], self.pad, [1, 1], 1);
                 return (crate::kernels::conv2d_with(x, w, None, opts), Some(self.bias.clone()));
@@ -176,7 +178,7 @@ pub fn add_terms(
     if let Some(out) = fused {
         return out;
     }
-    let [o, c, _] = y.dims();
+    let [_, c, _] = y.dims();
     let per_channel = |b: Tensor<1>| b.reshape([1, c, 1]);
     let mut v = match bias {
         Some(b) => y + per_channel(b),
@@ -187,7 +189,9 @@ pub fn add_terms(
             Some(b) => t + b.reshape([1, c]),
             None => t,
         };
-        v = v + t.reshape([o, c, 1]);
+        // `[o, c]`, or one row for all (the kernel declines that)
+        let rows = t.dims()[0];
+        v = v + t.reshape([rows, c, 1]);
     }
     if let Some((r, rb)) = residual {
         let r = match rb {

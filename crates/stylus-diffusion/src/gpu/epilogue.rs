@@ -97,9 +97,11 @@ fn cube_of<const D: usize>(t: &Tensor<D>, dtype: DType) -> Option<(CubeTensor, [
 }
 
 /// `y + bias`, `+ (sample + sample_bias)`, `(residual + residual_bias) +`, over `y` `[o, c, i]`
-/// with `bias`, `sample_bias`, `residual_bias` `[c]`, `sample` `[o, c]`, `residual` `[o, c, i]`,
-/// in one launch; `None` off the cube backend, for mixed or non-float dtypes, shapes that do not
-/// match, or more than 65,535² workgroups.
+/// with `bias`, `sample_bias`, `residual_bias` `[c]`, `sample` `[o, c]` (these contiguous),
+/// `residual` `[o, c, i]`, in one launch; `None` off the cube backend, for mixed or non-float
+/// dtypes, shapes that do not match, strided per-channel terms, or more than 65,535² workgroups.
+/// Seven tensors and cubecl's info buffer: eight storage bindings, WebGPU's default per-stage
+/// limit (`maxStorageBuffersPerShaderStage`), so no term can be added without splitting the kernel.
 pub fn epilogue(
     y: &Tensor<3>,
     bias: Option<&Tensor<1>>,
@@ -116,7 +118,7 @@ pub fn epilogue(
     let (client, device) = (py.client.clone(), py.device.clone());
     let stand_in = || empty_device_contiguous_dtype(client.clone(), device.clone(), [1].into(), dtype);
     let channel = |t: Option<&Tensor<1>>| -> Option<Option<CubeTensor>> {
-        t.map(|t| cube_of(t, dtype).and_then(|(p, d)| (d == [c]).then_some(p))).map_or(Some(None), |p| p.map(Some))
+        t.map(|t| cube_of(t, dtype).and_then(|(p, d)| (d == [c] && p.is_contiguous()).then_some(p))).map_or(Some(None), |p| p.map(Some))
     };
     let pb = channel(bias)?;
     let (ps, psb) = match sample {
@@ -160,7 +162,7 @@ pub fn geglu(h: &Tensor<2>, bias: Option<&Tensor<1>>) -> Option<Tensor<2>> {
         return None;
     }
     let pb = match bias {
-        Some(b) => Some(cube_of(b, dtype).and_then(|(p, d)| (d == [width]).then_some(p))?),
+        Some(b) => Some(cube_of(b, dtype).and_then(|(p, d)| (d == [width] && p.is_contiguous()).then_some(p))?),
         None => None,
     };
     let grid = grid_2d((rows * n).div_ceil(UNITS))?;

@@ -70,6 +70,15 @@ fn add_terms_matches_the_definition() {
             let got = add_terms(y.clone(), b_on.then(|| bias.clone()), sample, residual);
             assert_close(got, &want, 1e-5, &format!("case {case} terms {mask:05b}"));
         }
+        // one time-embedding row for every row of `y`: the kernel declines, the ops broadcast it
+        if o > 1 {
+            let t1 = t.clone().narrow(0, 0, 1);
+            if on_cube(&y) {
+                assert!(epilogue(&y, None, Some((&t1, None)), None).is_none(), "case {case}: a broadcast sample is declined");
+            }
+            let want: Vec<f32> = (0..o * c * i).map(|e| yv[e] + tv[(e / i) % c]).collect();
+            assert_close(add_terms(y.clone(), None, Some((t1, None)), None), &want, 1e-5, &format!("case {case} broadcast sample"));
+        }
         // strided y and residual: the same values, read through permuted views
         let flip = |v: &[f32]| (0..o * c * i).map(|e| v[(e % o) * c * i + ((e / o) % c) * i + e / (o * c)]).collect::<Vec<_>>();
         let yt = from_vec(flip(&yv), [i, c, o], &dev).unwrap().permute([2, 1, 0]);
