@@ -8,7 +8,7 @@ import { requestPersistence, estimate } from './store.js';
 
 const $ = (id) => document.getElementById(id);
 const composer = createComposer(new URL('./', location.href));
-const SETTINGS = ['worker-url', 'model-url', 'tokenizer-url', 'scheduler', 'steps', 'cfg', 'width', 'height'];
+const SETTINGS = ['worker-url', 'model-url', 'tokenizer-url', 'scheduler', 'steps', 'cfg', 'width', 'height', 'precision'];
 let engine = null;
 let last = null; // {result, request}
 const overrides = new Map(); // adapter id → {enabled, weight}
@@ -48,7 +48,7 @@ function genSettings() {
   return {
     modelUrl: $('model-url').value.trim(), tokenizerUrl: $('tokenizer-url').value.trim(), config: 'sd15',
     steps: num('steps'), cfg: num('cfg'), width: num('width'), height: num('height'), seed: num('seed'),
-    scheduler: $('scheduler').value, negative: $('negative').value.trim(),
+    scheduler: $('scheduler').value, negative: $('negative').value.trim(), precision: $('precision').value,
   };
 }
 

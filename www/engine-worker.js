@@ -3,8 +3,9 @@
 // IndexedDB, resume). Protocol (typed in stylus.d.ts): the page posts {id, type, ...}; the worker
 // answers {id, ok, result} or {id, ok: false, error: "code: message"}, and streams {id, progress}
 // (generation stages) and {id, download} (store progress) on the way.
-//   init        {pkg, wasmParts?}          URL of stylus_web.js (engine build); wasmParts: URL of the
-//                                          parts manifest of its wasm (reassembled and verified here)
+//   init        {pkg, wasmParts?, precision?}   URL of stylus_web.js (engine build); wasmParts: URL of the
+//                                          parts manifest of its wasm (reassembled and verified here);
+//                                          precision: 'f32' (default), 'f16' or 'auto' → result {precision}
 //   loadModel   {manifest, tokenizer, retries?, warmUp?}       converted model (`stylus convert`)
 //            or {checkpoint, tokenizer, config, sha256?, retries?, warmUp?}   single .safetensors file
 //                                          warmUp: a generate request; when the model comes from the network,
@@ -46,7 +47,7 @@ async function bytes(src, id, what, opts = {}) {
   return store.fetchVerified(src, { ...o, what, onProgress: downloadProgress(id, tag, onData) });
 }
 
-async function init(id, { pkg, wasmParts }) {
+async function init(id, { pkg, wasmParts, precision }) {
   if (gen) return { reused: true };
   mod = await import(pkg);
   if (wasmParts) {
@@ -55,8 +56,8 @@ async function init(id, { pkg, wasmParts }) {
   } else {
     wasm = await mod.default();
   }
-  gen = await mod.Generator.create();
-  return {};
+  gen = await mod.Generator.create(precision);
+  return { precision: gen.precision };
 }
 
 // The first progress event of a model file that comes from the network (not the cache) starts the
@@ -81,7 +82,7 @@ async function loadModel(id, m) {
     if (!Array.isArray(manifest.shards)) throw new Error(`bad_model: ${m.manifest} is not a converted-model manifest (no shards)`);
     // Before downloading anything: can this GPU's buffers hold the model's largest tensor?
     const adapter = await self.navigator?.gpu?.requestAdapter?.().catch(() => null);
-    const problem = limitsProblem(manifest, adapter?.limits);
+    const problem = limitsProblem(manifest, adapter?.limits, gen.precision === 'f16' ? 2 : 4);
     if (problem) throw new Error(`webgpu_limits: ${problem}`);
     const onData = starter(manifest.config);
     const shards = [];

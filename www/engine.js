@@ -62,12 +62,16 @@ export class Engine {
     });
   }
 
-  /** Loads the engine wasm (parts, verified) once. */
-  init(onDownload) {
+  /**
+   * Loads the engine wasm (parts, verified) once, in `precision` ('f32', 'f16' or 'auto': f16 where
+   * the GPU has shader-f16); the first call's precision holds until the page reloads.
+   */
+  init(onDownload, precision = 'f32') {
     this.ready ??= this.call({
       type: 'init',
       pkg: new URL('engine/stylus_web.js', this.base).href,
       wasmParts: new URL('engine/stylus_web_bg.wasm.parts.json', this.base).href,
+      precision,
     }, { onDownload }).catch((e) => { this.ready = null; throw e; });
     return this.ready;
   }
@@ -176,7 +180,7 @@ export async function generateAll(engine, result, settings, overrides, cb = {}) 
   const oneBatch = p.images.every((i) => i.prompt === p.images[0].prompt && i.negative === p.images[0].negative);
   const first = request(p.images[0], settings.seed, oneBatch ? n : 1);
   cb.onStatus?.('Loading the engine…');
-  await engine.init(cb.onDownload);
+  await engine.init(cb.onDownload, settings.precision);
   cb.onStatus?.('Loading the model…');
   await engine.loadModel(settings, cb.onDownload, { request: first, onProgress: cb.onWarmUp });
   check();

@@ -70,7 +70,7 @@ export interface GenerateRequest {
 type Bytes = Uint8Array | ArrayBuffer;
 
 export type EngineRequest =
-  | { type: 'init'; pkg: string; wasmParts?: string }
+  | { type: 'init'; pkg: string; wasmParts?: string; precision?: 'f32' | 'f16' | 'auto' }
   /** warmUp: compile this request's kernels on a zero-weight stand-in while the model downloads from the network. */
   | { type: 'loadModel'; manifest: string; tokenizer: string | Bytes; retries?: number; warmUp?: GenerateRequest }
   | { type: 'loadModel'; checkpoint: string | Bytes; tokenizer: string | Bytes; config?: 'sd15' | 'tiny'; sha256?: string; retries?: number; warmUp?: GenerateRequest }
@@ -85,7 +85,7 @@ export type EngineRequest =
 export type EngineMessage = EngineRequest & { id: number };
 
 export interface EngineResults {
-  init: { reused?: boolean };
+  init: { reused?: boolean; precision?: 'f32' | 'f16' };
   /** warmed: the stand-in warm-up ran to its end (a generation of that request then compiles nothing but the kernels of per-image adapters). */
   loadModel: { config: string; dtype?: string; bytes?: number; warmed: boolean };
   addLora: number;
@@ -122,7 +122,7 @@ export interface PreviewProgress {
 
 /** Error codes of the engine (the text before ": " in `error`), store codes included. */
 export type EngineErrorCode =
-  | 'webgpu_missing' | 'webgpu_init' | 'webgpu_limits' | 'bad_config' | 'bad_model' | 'bad_lora' | 'bad_request' | 'bad_adapters'
+  | 'webgpu_missing' | 'webgpu_init' | 'webgpu_f16' | 'webgpu_limits' | 'bad_config' | 'bad_model' | 'bad_lora' | 'bad_request' | 'bad_adapters'
   | 'no_model' | 'busy' | 'cancelled' | 'generation_failed' | 'not_ready' | 'bad_message' | StoreErrorCode;
 
 /** What the worker posts back. */

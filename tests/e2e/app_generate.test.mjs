@@ -135,8 +135,12 @@ test('without WebGPU the page says so, composing still works, and settings persi
   await page.locator('#settings summary').click();
   await page.fill('#steps', '7');
   await page.dispatchEvent('#steps', 'change');
+  assert.equal(await page.inputValue('#precision'), 'f32', 'f32 unless asked');
+  await page.selectOption('#precision', 'auto');
+  await page.dispatchEvent('#precision', 'change');
   await page.reload();
   await page.waitForSelector('body[data-ready="true"]');
   assert.equal(await page.inputValue('#steps'), '7');
+  assert.equal(await page.inputValue('#precision'), 'auto');
   await context.close();
 });

@@ -2,7 +2,8 @@
 // Worker in headless Chromium (SwiftShader), loads the tiny SD1.5 fixture with progress, and the
 // image it generates equals the native CLI's (`stylus generate`, same seed) within ±2 per channel —
 // also with a LoRA applied. A LoRA with the wrong sha256 is refused with a message, a running
-// generation can be cancelled, and a kernel warm-up runs while an adapter downloads.
+// generation can be cancelled, and a kernel warm-up runs while an adapter downloads. The engine's
+// precision is f32 unless asked (f16 needs the adapter's shader-f16, which SwiftShader lacks).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -119,6 +120,25 @@ test('the worker generates the CLI image, with and without a LoRA; progress and 
   assert.ok(r.progress.some((p) => p.stage === 'decoding'));
   const modelDl = r.downloads.filter((x) => x.what === 'model');
   assert.ok(modelDl.length > 0 && modelDl.at(-1).loaded === fs.statSync(path.join(FX, 'tiny_sd/ldm/tiny_sd15_fp16.safetensors')).size);
+  await page.close();
+});
+
+test('the engine is f32 by default; auto takes f16 only where the adapter has shader-f16; f16 without it and unknown names are refused', { timeout: 900_000 }, async () => {
+  const page = await browser.newPage();
+  await page.goto(`${server.url}/`);
+  const f16 = await page.evaluate(async () => (await navigator.gpu.requestAdapter())?.features.has('shader-f16') ?? false);
+  const init = async (precision) => (await inWorker(page, [{ type: 'init', pkg: '/pkg/stylus_web.js', precision }])).results[0];
+  const plain = await init(undefined);
+  assert.equal(plain.ok, true, plain.error);
+  assert.equal(plain.result.precision, 'f32');
+  const auto = await init('auto');
+  assert.equal(auto.ok, true, auto.error);
+  assert.equal(auto.result.precision, f16 ? 'f16' : 'f32');
+  const half = await init('f16');
+  if (f16) assert.equal(half.result?.precision, 'f16', half.error);
+  else assert.match(half.error, /^webgpu_f16: .*no f16 support; use f32/);
+  assert.match((await init('bf16')).error, /^bad_request: precision `bf16`: f32, f16 or auto/);
+  console.log(`precision: adapter shader-f16 ${f16}; auto → ${auto.result.precision}`);
   await page.close();
 });
 

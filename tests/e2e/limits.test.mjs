@@ -26,6 +26,11 @@ test('SD1.5 needs more than the default binding; the tiny model fits; the messag
   assert.match(limitsProblem(sd15, { ...DESKTOP, maxBufferSize: 100 * 2 ** 20 }), /maxBufferSize/);
   assert.equal(limitsProblem(sd15, undefined), null, 'no adapter information: no refusal (init reports a missing GPU)');
   assert.equal(limitsProblem({ tensors: [] }, DEFAULTS), null);
+  assert.match(msg, /or f16 where the GPU has shader-f16/, 'f32: the message points at f16');
+  // f16: 2 bytes per value, so SD1.5's 76 MB token table fits the default binding
+  assert.equal(largestTensor(sd15, 2).bytes, 49408 * 768 * 2);
+  assert.equal(limitsProblem(sd15, DEFAULTS, 2), null);
+  assert.match(limitsProblem(sd15, { ...DEFAULTS, maxStorageBufferBindingSize: 64 * 2 ** 20 }, 2), /needs 72 MiB as f16\. /);
 });
 
 test('a converted tiny model passes under the default limits', () => {

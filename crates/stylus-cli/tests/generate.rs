@@ -74,6 +74,20 @@ fn generate_refuses_what_is_not_sd15() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("pickled"), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// `--dtype`: f16 is for the GPU backend, refused on the CPU with a message; an unknown name too.
+/// (The f16 generation itself: `stylus-diffusion/tests/precision.rs`, on wgpu.)
+#[test]
+fn generate_refuses_f16_on_the_cpu_and_unknown_dtypes() {
+    let tiny = fixtures().join("tiny_sd/ldm/tiny_sd15_fp16.safetensors");
+    let args = |dtype: &'static str| ["generate", "--model", tiny.to_str().unwrap(), "--config", "tiny", "--prompt", "x", "--quiet", "--dtype", dtype].map(String::from);
+    for (dtype, says) in [("f16", "f16 is for the GPU (wgpu) backend"), ("bf16", "--dtype bf16: f32 or f16")] {
+        let o = stylus(&args(dtype).iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(!o.status.success(), "--dtype {dtype} on the CPU");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(says), "--dtype {dtype}: {err}");
+    }
+}
+
 fn tiny_pipeline() -> Pipeline {
     let bytes = std::fs::read(fixtures().join("tiny_sd/ldm/tiny_sd15_fp16.safetensors")).unwrap();
     let tok = std::fs::read(fixtures().join("tokenizer/tokenizer.json")).unwrap();

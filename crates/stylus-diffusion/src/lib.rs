@@ -94,6 +94,48 @@ pub fn built_devices() -> Vec<&'static str> {
 }
 
 /// The device `STYLUS_DEVICE` names (`cpu` when unset): how the parity tests run on each backend.
+/// The float dtype a device stores and computes the networks in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    #[default]
+    F32,
+    /// Half the weights' memory (SD1.5: ~2.1 instead of ~4.3 GB; CLIP's token table 76 MB, under
+    /// WebGPU's default 128 MiB binding) and f16 arithmetic in the element-wise kernels (the GEMMs,
+    /// norms and attention sum in f32). A full-size UNet step ran 26% faster on an H200
+    /// (BENCHMARKS.md); its ε drifts by ~5e-4 relative.
+    F16,
+}
+
+impl Precision {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "f32" | "fp32" => Some(Precision::F32),
+            "f16" | "fp16" | "half" => Some(Precision::F16),
+            _ => None,
+        }
+    }
+}
+
+/// Makes every float tensor later created on `device` (weights, activations, latents) `precision`:
+/// call it before anything is loaded there. An error on the CPU backend, where the device lacks
+/// the dtype (a GPU without `shader-f16`) or already holds tensors.
+pub fn set_precision(device: &mut Device, precision: Precision) -> Result<()> {
+    let dtype = match precision {
+        Precision::F32 => return Ok(()),
+        Precision::F16 => burn::tensor::FloatDType::F16,
+    };
+    #[cfg(feature = "flex")]
+    if *device == Device::flex() {
+        // burn-flex computes f16 far slower than f32, and the engine's CPU path gave wrong images in
+        // it (not investigated: the GPU is what f16 is for)
+        return Err(Error::Request("f16 is for the GPU (wgpu) backend; on the CPU use f32".into()));
+    }
+    if !device.supports_dtype(dtype) {
+        return Err(Error::Request(format!("this device ({device:?}) has no f16 support; use f32")));
+    }
+    device.configure(dtype).map_err(|e| Error::Backend(format!("setting f16 on {device:?}: {e:?}")))
+}
+
 pub fn device_from_env() -> Result<Device> {
     device_named(std::env::var("STYLUS_DEVICE").as_deref().unwrap_or("cpu"))
 }

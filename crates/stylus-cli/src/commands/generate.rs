@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use stylus_diffusion::pipeline::Progress;
-use stylus_diffusion::{Checkpoint, GenerateRequest, Image, ModelFiles, Pipeline};
+use stylus_diffusion::{Checkpoint, GenerateRequest, Image, ModelFiles, Pipeline, Precision};
 use stylus_lora::{LoraFile, ModuleTable};
 use stylus_sd::{Component, SchedulerKind};
 
@@ -55,6 +55,9 @@ pub struct Args {
     /// `cpu` (burn flex) or `wgpu` (the default GPU adapter: Vulkan/Metal/DX12).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// `f32`, or `f16` (half the GPU memory, faster on GPUs; needs an adapter with f16 support).
+    #[arg(long, default_value = "f32")]
+    dtype: String,
     /// A tokenizer.json instead of the embedded SD1.5 CLIP tokenizer.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
@@ -192,7 +195,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         None => EMBEDDED_TOKENIZER.to_vec(),
     };
     let files = read_model(&a.model)?;
-    let device = stylus_diffusion::device_named(&a.device)?;
+    let precision = Precision::parse(&a.dtype).ok_or_else(|| anyhow::anyhow!("--dtype {}: f32 or f16", a.dtype))?;
+    let mut device = stylus_diffusion::device_named(&a.device)?;
+    stylus_diffusion::set_precision(&mut device, precision).with_context(|| format!("--dtype {} on --device {}", a.dtype, a.device))?;
     let load = |checkpoint| Pipeline::load(&cfg, &ModelFiles { checkpoint, tokenizer_json: &tokenizer }, &device).map_err(anyhow::Error::from);
     let mut pipe = match &files {
         Files::Single(b) => load(Checkpoint::SingleFile(b)),
