@@ -48,7 +48,7 @@ function genSettings() {
   return {
     modelUrl: $('model-url').value.trim(), tokenizerUrl: $('tokenizer-url').value.trim(), config: 'sd15',
     steps: num('steps'), cfg: num('cfg'), width: num('width'), height: num('height'), seed: num('seed'),
-    scheduler: $('scheduler').value, negative: $('negative').value.trim(), precision: $('precision').value,
+    scheduler: $('scheduler').value, negative: $('negative').value.trim(), precision: $('precision').value || 'f32',
   };
 }
 

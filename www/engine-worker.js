@@ -48,7 +48,7 @@ async function bytes(src, id, what, opts = {}) {
 }
 
 async function init(id, { pkg, wasmParts, precision }) {
-  if (gen) return { reused: true };
+  if (gen) return { reused: true, precision: gen.precision };
   mod = await import(pkg);
   if (wasmParts) {
     const code = await store.fetchParts(wasmParts, { what: 'engine', onProgress: (d) => self.postMessage({ id, download: d }) });

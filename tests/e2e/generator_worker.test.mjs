@@ -138,6 +138,19 @@ test('the engine is f32 by default; auto takes f16 only where the adapter has sh
   if (f16) assert.equal(half.result?.precision, 'f16', half.error);
   else assert.match(half.error, /^webgpu_f16: .*no f16 support; use f32/);
   assert.match((await init('bf16')).error, /^bad_request: precision `bf16`: f32, f16 or auto/);
+  // in one worker: refusals leave it able to start in f32; a second init reports what runs
+  const one = (await inWorker(page, [
+    { type: 'init', pkg: '/pkg/stylus_web.js', precision: 'bf16' },
+    { type: 'init', pkg: '/pkg/stylus_web.js', precision: f16 ? 'f32' : 'f16' },
+    { type: 'init', pkg: '/pkg/stylus_web.js', precision: 'f32' },
+    { type: 'init', pkg: '/pkg/stylus_web.js', precision: 'auto' },
+  ])).results;
+  assert.match(one[0].error, /^bad_request/);
+  if (!f16) assert.match(one[1].error, /^webgpu_f16/);
+  const started = f16 ? one[1] : one[2];
+  assert.equal(started.ok, true, started.error);
+  assert.equal(started.result.precision, 'f32');
+  assert.deepEqual(one[3].result, { reused: true, precision: 'f32' });
   console.log(`precision: adapter shader-f16 ${f16}; auto → ${auto.result.precision}`);
   await page.close();
 });

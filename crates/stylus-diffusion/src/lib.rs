@@ -93,16 +93,16 @@ pub fn built_devices() -> Vec<&'static str> {
     v
 }
 
-/// The device `STYLUS_DEVICE` names (`cpu` when unset): how the parity tests run on each backend.
 /// The float dtype a device stores and computes the networks in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
     #[default]
     F32,
     /// Half the weights' memory (SD1.5: ~2.1 instead of ~4.3 GB; CLIP's token table 76 MB, under
-    /// WebGPU's default 128 MiB binding) and f16 arithmetic in the element-wise kernels (the GEMMs,
-    /// norms and attention sum in f32). A full-size UNet step ran 26% faster on an H200
-    /// (BENCHMARKS.md); its ε drifts by ~5e-4 relative.
+    /// WebGPU's default 128 MiB binding) and activations; f16 arithmetic in burn's element-wise
+    /// kernels (the GEMMs, norms and fused attention sum in f32). The schedulers' latents stay f32
+    /// on the host (the UNet's input and ε pass through f16). A full-size UNet step ran 27% faster
+    /// on an H200 (BENCHMARKS.md); its ε drifts by ~5e-4 relative.
     F16,
 }
 
@@ -116,8 +116,8 @@ impl Precision {
     }
 }
 
-/// Makes every float tensor later created on `device` (weights, activations, latents) `precision`:
-/// call it before anything is loaded there. An error on the CPU backend, where the device lacks
+/// Makes every float tensor later created on `device` (weights, activations, the UNet's input)
+/// `precision`: call it before anything is loaded there. An error on the CPU backend, where the device lacks
 /// the dtype (a GPU without `shader-f16`) or already holds tensors.
 pub fn set_precision(device: &mut Device, precision: Precision) -> Result<()> {
     let dtype = match precision {
@@ -136,6 +136,7 @@ pub fn set_precision(device: &mut Device, precision: Precision) -> Result<()> {
     device.configure(dtype).map_err(|e| Error::Backend(format!("setting f16 on {device:?}: {e:?}")))
 }
 
+/// The device `STYLUS_DEVICE` names (`cpu` when unset): how the parity tests run on each backend.
 pub fn device_from_env() -> Result<Device> {
     device_named(std::env::var("STYLUS_DEVICE").as_deref().unwrap_or("cpu"))
 }

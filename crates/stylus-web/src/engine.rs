@@ -16,9 +16,17 @@ fn js(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
-/// Starts burn's wgpu runtime on the browser's WebGPU (asynchronously; a page must not block).
-/// Fails with a readable message when WebGPU is missing.
+thread_local! {
+    /// The runtime starts once per worker (a second start fails): later callers share the device.
+    static DEVICE: std::cell::RefCell<Option<Device>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Starts burn's wgpu runtime on the browser's WebGPU (asynchronously; a page must not block), or
+/// returns the device started before. Fails with a readable message when WebGPU is missing.
 pub async fn webgpu_device() -> Result<Device, JsError> {
+    if let Some(device) = DEVICE.with(|d| d.borrow().clone()) {
+        return Ok(device);
+    }
     let has_gpu = js_sys::Reflect::get(&js_sys::global(), &"navigator".into())
         .ok()
         .and_then(|n| js_sys::Reflect::get(&n, &"gpu".into()).ok())
@@ -26,7 +34,9 @@ pub async fn webgpu_device() -> Result<Device, JsError> {
     if !has_gpu {
         return Err(JsError::new("webgpu_missing: this browser has no WebGPU (navigator.gpu is undefined); use a recent Chrome/Edge, or enable WebGPU"));
     }
-    Device::wgpu_options().init_async().await.map_err(|e| JsError::new(&format!("webgpu_init: {e:?}")))
+    let device = Device::wgpu_options().init_async().await.map_err(|e| JsError::new(&format!("webgpu_init: {e:?}")))?;
+    DEVICE.with(|d| *d.borrow_mut() = Some(device.clone()));
+    Ok(device)
 }
 
 /// Oracle tensors by name (f32 / f16 / i64 safetensors).

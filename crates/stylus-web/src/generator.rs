@@ -30,11 +30,13 @@ struct State {
     loras: Vec<LoraFile>,
 }
 
-/// `f32` (also when absent), `f16`, or `auto` (f16 where the adapter has `shader-f16`).
-fn precision_for(device: &Device, name: Option<&str>) -> Result<Precision, JsValue> {
-    match name.unwrap_or("f32") {
-        "auto" => Ok(if device.supports_dtype(burn::tensor::FloatDType::F16) { Precision::F16 } else { Precision::F32 }),
-        other => Precision::parse(other).ok_or_else(|| coded("bad_request", format!("precision `{other}`: f32, f16 or auto"))),
+/// `f32` (also when absent or empty), `f16`, or `auto` (`None`: f16 where the adapter has
+/// `shader-f16`, decided once the device is up).
+fn parse_precision(name: Option<&str>) -> Result<Option<Precision>, JsValue> {
+    match name.unwrap_or("") {
+        "" => Ok(Some(Precision::F32)),
+        "auto" => Ok(None),
+        other => Precision::parse(other).map(Some).ok_or_else(|| coded("bad_request", format!("precision `{other}`: f32, f16 or auto"))),
     }
 }
 
@@ -105,8 +107,11 @@ impl Generator {
     /// 54 dB on lavapipe); no browser here has `shader-f16`, so it is not the default.
     pub fn create(precision: Option<String>) -> js_sys::Promise {
         future_to_promise(async move {
+            // a bad name fails before the device starts; a refused f16 leaves it unconfigured, so a
+            // later `create` in this worker can still take f32
+            let asked = parse_precision(precision.as_deref())?;
             let mut device = webgpu_device().await.map_err(JsValue::from)?;
-            let precision = precision_for(&device, precision.as_deref())?;
+            let precision = asked.unwrap_or_else(|| if device.supports_dtype(burn::tensor::FloatDType::F16) { Precision::F16 } else { Precision::F32 });
             set_precision(&mut device, precision).map_err(|e| coded("webgpu_f16", e))?;
             let state = State { device, precision, pipe: None, loras: Vec::new() };
             Ok(Generator { state: Rc::new(RefCell::new(state)), cancelled: Rc::new(Cell::new(false)), busy: Rc::new(Cell::new(false)) }.into())
