@@ -98,9 +98,13 @@ impl Conv2d {
         self
     }
 
+    /// The layer's stride and padding as burn's options.
+    fn options(&self) -> ConvOptions<2> {
+        ConvOptions::new_with_padding([self.stride; 2], self.pad, [1, 1], 1)
+    }
+
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let opts = ConvOptions::new_with_padding([self.stride; 2], self.pad, [1, 1], 1);
-        conv_forward(&self.adapters, x, &self.weight, &self.bias, opts)
+        conv_forward(&self.adapters, x, &self.weight, &self.bias, self.options())
     }
 
     /// This 1×1 convolution's `[Cin, Cout]` matrix on the cube backend, where the layer is one
@@ -153,8 +157,7 @@ impl Conv2d {
     pub fn parts(&self, x: Tensor<4>) -> (Tensor<4>, Option<Tensor<1>>) {
         if crate::gpu::on_cube(&x) && crate::kernels::conv_kernel() == crate::kernels::ConvKernel::Gemm {
             if let Some(w) = conv_weight(&self.adapters, &self.weight) {
-                let opts = ConvOptions::new_with_padding([self.stride; 2], self.pad, [1, 1], 1);
-                return (crate::kernels::conv2d_with(x, w, None, opts), Some(self.bias.clone()));
+                return (crate::kernels::conv2d_with(x, w, None, self.options()), Some(self.bias.clone()));
             }
         }
         (self.forward(x), None)

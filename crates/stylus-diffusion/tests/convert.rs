@@ -6,21 +6,18 @@
 //!
 //! Run with `--no-capture` to see the measured q8 drift.
 
+mod common;
+
 use std::cell::Cell;
 use std::convert::Infallible;
-use std::path::PathBuf;
 
+use common::{fixture, oracle_request};
 use stylus_diffusion::attention::AttentionConfig;
 use stylus_diffusion::nn::{from_vec, to_vec};
-use stylus_diffusion::{device_from_env, Checkpoint, Error, GenerateRequest, Generation, Loader, ModelFiles, Pipeline, SeededNoise, UNet2DConditionModel};
+use stylus_diffusion::{device_from_env, Checkpoint, Error, Generation, Loader, ModelFiles, Pipeline, SeededNoise, UNet2DConditionModel};
 use stylus_sd::checkpoint::{parse, resolve_single_file, to_f32};
 use stylus_sd::convert::{DtypePolicy, Manifest, ShardInfo, Writer, DEFAULT_SHARD_BYTES, Q8_MIN_ELEMENTS};
 use stylus_sd::{Component, SchedulerKind, SdConfig};
-
-fn fixture(rel: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
-}
 
 fn oracle(key: &str) -> Vec<f32> {
     let bytes = fixture("tiny_sd/oracle/oracle.safetensors");
@@ -77,16 +74,7 @@ fn original() -> Pipeline {
 
 /// The 4-step DDIM CFG 7.5 generation of `tests/parity.rs` (torch's initial latents).
 fn generate(pipe: &Pipeline) -> Generation {
-    let req = GenerateRequest {
-        prompt: "a photo of an astronaut riding a horse on mars".into(),
-        steps: 4,
-        cfg_scale: 7.5,
-        width: 64,
-        height: 64,
-        scheduler: SchedulerKind::Ddim,
-        latents: Some(oracle("init_latents")),
-        ..GenerateRequest::default()
-    };
+    let req = oracle_request(SchedulerKind::Ddim, oracle("init_latents"));
     pipe.generate_with(&req, &mut SeededNoise { seed: 0 }, &mut |_| {}).unwrap()
 }
 

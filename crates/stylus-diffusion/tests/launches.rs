@@ -6,11 +6,13 @@
 //! launch as `| time | kernel name …`), which is why this is a test binary of its own: cubecl reads
 //! its configuration once per process. On the CPU backend there is nothing to count.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use burn::tensor::Tensor;
+use common::{fixture, settled_log};
 use stylus_diffusion::attention::AttentionConfig;
 use stylus_diffusion::gpu::{set_auto_routines, GpuMatmul};
 use stylus_diffusion::{device_named, Checkpoint, Loader, UNet2DConditionModel};
@@ -18,17 +20,8 @@ use stylus_sd::SdConfig;
 
 /// Launches logged so far, by kernel name, once the log has stopped growing.
 fn launches(log: &Path) -> BTreeMap<String, usize> {
-    let read = || std::fs::read_to_string(log).unwrap_or_default();
-    let (start, mut last, mut since) = (Instant::now(), read().len(), Instant::now());
-    while since.elapsed() < Duration::from_millis(1000) && start.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(100));
-        let now = read().len();
-        if now != last {
-            (last, since) = (now, Instant::now());
-        }
-    }
     let mut by_name = BTreeMap::new();
-    for line in read().lines().filter(|l| l.starts_with("| ")) {
+    for line in settled_log(log).lines().filter(|l| l.starts_with("| ")) {
         // `| 91.5µs | KernelBinop | AddOp_51cbc80d`, `| 85.3µs | Epilogue_c432aa78`
         let Some(name) = line.split('|').nth(2).map(str::trim) else { continue };
         let name = name.rsplit_once('_').filter(|(_, h)| h.len() == 8 && h.chars().all(|c| c.is_ascii_hexdigit())).map_or(name, |(n, _)| n);
@@ -56,7 +49,7 @@ fn the_unet_blocks_launch_only_fused_kernels() {
     // get, packs an operand with a copy kernel of its own.
     set_auto_routines(GpuMatmul::Backend, GpuMatmul::Backend);
     let dev = device_named("wgpu").unwrap();
-    let bytes = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny_sd/ldm/tiny_sd15_fp16.safetensors")).unwrap();
+    let bytes = fixture("tiny_sd/ldm/tiny_sd15_fp16.safetensors");
     let mut ld = Loader::from_checkpoint(&SdConfig::tiny(), Checkpoint::SingleFile(&bytes), &dev).unwrap();
     let unet = UNet2DConditionModel::load(&SdConfig::tiny().unet, &mut ld).unwrap();
     let cfg = unet.config().clone();

@@ -9,19 +9,15 @@
 //! * switching sets never modifies the base: clearing gives the base output bit for bit, and a
 //!   switch uploads only adapter factors.
 
-use std::path::PathBuf;
+mod common;
 
+use common::fixture;
 use stylus_diffusion::attention::AttentionConfig;
 use stylus_diffusion::nn::{from_vec, to_vec};
 use stylus_diffusion::{device_from_env, Checkpoint, Error, GenerateRequest, ModelFiles, Pipeline};
 use stylus_lora::{LoraFile, ModuleKey, ModuleTable};
 use stylus_sd::checkpoint::{parse, to_f32};
 use stylus_sd::{Component, SchedulerKind, SdConfig};
-
-fn fixture(rel: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
-}
 
 fn pipeline() -> Pipeline {
     let model = fixture("tiny_sd/ldm/tiny_sd15_fp16.safetensors");

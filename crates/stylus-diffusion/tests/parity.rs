@@ -12,20 +12,14 @@
 //!
 //! Run with `--no-capture` to see the measured max differences.
 
-use std::path::PathBuf;
+mod common;
 
+use common::{fixture, oracle_request};
 use stylus_diffusion::attention::AttentionConfig;
 use stylus_diffusion::nn::{from_vec, to_vec};
-use stylus_diffusion::{
-    device_from_env, AutoencoderKL, Checkpoint, ClipTextModel, GenerateRequest, Loader, ModelFiles, Pipeline, RecordedNoise, UNet2DConditionModel,
-};
+use stylus_diffusion::{device_from_env, AutoencoderKL, Checkpoint, ClipTextModel, Loader, ModelFiles, Pipeline, RecordedNoise, UNet2DConditionModel};
 use stylus_sd::checkpoint::{parse, to_f32};
 use stylus_sd::{ClipTokenizer, SchedulerKind, SdConfig};
-
-fn fixture(rel: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel);
-    std::fs::read(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
-}
 
 struct Oracle(Vec<u8>);
 
@@ -183,17 +177,7 @@ fn four_step_generations_match_the_oracle() {
         let files = ModelFiles { checkpoint: src.checkpoint(), tokenizer_json: &tokenizer };
         let pipe = Pipeline::load(&SdConfig::tiny(), &files, &device_from_env().unwrap()).unwrap();
         for (s, kind) in [("ddim", SchedulerKind::Ddim), ("euler_a", SchedulerKind::EulerAncestral), ("dpmpp_2m_karras", SchedulerKind::DpmPp2mKarras)] {
-            let req = GenerateRequest {
-                prompt: "a photo of an astronaut riding a horse on mars".into(),
-                negative: String::new(),
-                steps: 4,
-                cfg_scale: 7.5,
-                width: 64,
-                height: 64,
-                scheduler: kind,
-                latents: Some(o.f32("init_latents")),
-                ..GenerateRequest::default()
-            };
+            let req = oracle_request(kind, o.f32("init_latents"));
             let steps = if s == "euler_a" { (0..4).map(|i| o.f32(&format!("euler_a.step{i}_noise"))).collect() } else { Vec::new() };
             let mut noise = RecordedNoise { initial: Vec::new(), steps };
             let mut seen = 0;

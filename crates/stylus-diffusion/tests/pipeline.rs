@@ -2,14 +2,11 @@
 //! single image with seed `s + b`), guidance ≤ 1 runs without the negative pass, and bad requests
 //! are typed errors, never panics.
 
-use std::path::PathBuf;
+mod common;
 
+use common::fixture;
 use stylus_diffusion::{device_from_env, Checkpoint, Error, GenerateRequest, ModelFiles, Pipeline, Stage};
 use stylus_sd::{SchedulerKind, SdConfig};
-
-fn fixture(rel: &str) -> Vec<u8> {
-    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel)).unwrap()
-}
 
 fn pipeline() -> Pipeline {
     let model = fixture("tiny_sd/ldm/tiny_sd15_fp16.safetensors");

@@ -4,16 +4,13 @@
 //! below, measured values printed); on the CPU backend f16 is refused with a message. A test binary
 //! of its own: the precision is a setting of the process-wide wgpu device.
 
-use std::path::PathBuf;
+mod common;
 
 use burn::tensor::DType;
-use stylus_diffusion::{device_from_env, set_precision, Error, GenerateRequest, ModelFiles, Pipeline, Precision, RecordedNoise};
+use common::{fixture, oracle_request};
+use stylus_diffusion::{device_from_env, set_precision, Error, ModelFiles, Pipeline, Precision, RecordedNoise};
 use stylus_sd::checkpoint::{parse, to_f32};
 use stylus_sd::{SchedulerKind, SdConfig};
-
-fn fixture(rel: &str) -> Vec<u8> {
-    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel)).unwrap()
-}
 
 #[test]
 fn f16_generation_stays_close_to_the_f32_oracle() {
@@ -35,16 +32,7 @@ fn f16_generation_stays_close_to_the_f32_oracle() {
     let files = ModelFiles { checkpoint: stylus_diffusion::Checkpoint::SingleFile(&model), tokenizer_json: &tokenizer };
     let pipe = Pipeline::load(&SdConfig::tiny(), &files, &device).unwrap();
     assert_eq!(pipe.unet.conv_in.weight.dtype(), DType::F16, "the weights are f16");
-    let req = GenerateRequest {
-        prompt: "a photo of an astronaut riding a horse on mars".into(),
-        steps: 4,
-        cfg_scale: 7.5,
-        width: 64,
-        height: 64,
-        scheduler: SchedulerKind::DpmPp2mKarras,
-        latents: Some(f32s("init_latents")),
-        ..GenerateRequest::default()
-    };
+    let req = oracle_request(SchedulerKind::DpmPp2mKarras, f32s("init_latents"));
     let g = pipe.generate_with(&req, &mut RecordedNoise { initial: Vec::new(), steps: Vec::new() }, &mut |_| {}).unwrap();
     let want = f32s("dpmpp_2m_karras.latents_4");
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));

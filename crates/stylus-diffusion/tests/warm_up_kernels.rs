@@ -6,29 +6,18 @@
 //! which is why this is a test binary of its own: cubecl reads its configuration once per process.
 //! On the CPU backend there is nothing to compile and the test says so and returns.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::path::Path;
+
+use common::{fixture, settled_log};
 use stylus_diffusion::{device_named, Checkpoint, GenerateRequest, ModelFiles, Pipeline};
 use stylus_lora::{LoraFile, ModuleTable};
 use stylus_sd::SdConfig;
 
-fn fixture(rel: &str) -> Vec<u8> {
-    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(rel)).unwrap()
-}
-
-/// Kernels compiled so far, once the log has stopped growing (cubecl writes it from a task of its own).
+/// Kernels compiled so far, once the log has stopped growing.
 fn compiled(log: &Path) -> usize {
-    let count = || std::fs::read_to_string(log).unwrap_or_default().matches("[START_KERNEL_COMPILATION]").count();
-    let (start, mut last, mut since) = (Instant::now(), count(), Instant::now());
-    while since.elapsed() < Duration::from_millis(1500) && start.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(100));
-        let now = count();
-        if now != last {
-            (last, since) = (now, Instant::now());
-        }
-    }
-    last
+    settled_log(log).matches("[START_KERNEL_COMPILATION]").count()
 }
 
 #[test]
